@@ -1,0 +1,50 @@
+"""Alembic environment: runs migrations over asyncpg with the URL from streamapp's settings."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from streamapp.config import get_settings
+from streamapp.models.tables import metadata
+
+config = context.config
+target_metadata = metadata
+
+
+def database_url() -> str:
+    """Return the URL a caller passed in (tests, `streamapp migrate`), else the settings' one."""
+    url = config.attributes.get("database_url")
+    if url:
+        return str(url)
+    return get_settings().sqlalchemy_url.render_as_string(hide_password=False)
+
+
+def run_offline() -> None:
+    context.configure(url=database_url(), target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _run_sync(connection: Connection) -> None:
+    context.configure(connection=connection, target_metadata=target_metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_online() -> None:
+    engine = create_async_engine(database_url())
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run_sync)
+    finally:
+        await engine.dispose()
+
+
+if context.is_offline_mode():
+    run_offline()
+else:
+    asyncio.run(run_online())

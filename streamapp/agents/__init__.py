@@ -1,0 +1,1 @@
+"""Where stream processing lives: Faust agents of the workers' consumer group."""

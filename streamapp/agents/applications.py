@@ -1,0 +1,88 @@
+"""The agent that processes `new_applications` in batches."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from databases import Database
+
+from streamapp.app import app, applications_per_user, dead_letters, new_applications
+from streamapp.config import get_settings
+from streamapp.models.records import ApplicationCreated, InvalidRecord, decode_application
+from streamapp.services import applications as applications_service
+
+logger = logging.getLogger(__name__)
+
+
+@app.agent(new_applications)
+async def process_applications(stream: Any) -> AsyncIterator[int]:
+    """Mark each batch of new applications processed and keep the per-user counts."""
+    settings = get_settings()
+    async for events in stream.take_events(
+        settings.worker_batch_size, within=settings.worker_batch_seconds
+    ):
+        records = [record for event in events if (record := await _decode_or_dead_letter(event))]
+        if records:
+            yield await process_batch(records)
+
+
+async def process_batch(records: Sequence[ApplicationCreated]) -> int:
+    """Apply one batch; return how many applications it moved from new to processed.
+
+    Redelivered records change nothing: the UPDATE moves only rows still `new`. Each touched
+    user's count is then set from PostgreSQL, so the table also heals after a crash between
+    the UPDATE and the changelog write.
+    """
+    db = _database()
+    moved = await applications_service.mark_processed(
+        db=db, application_ids=[record.id for record in records]
+    )
+    user_names = sorted({record.user_name for record in records})
+    counts = await applications_service.count_processed(db=db, user_names=user_names)
+    for user_name, processed in counts.items():
+        if applications_per_user[user_name] != processed:
+            applications_per_user[user_name] = processed
+    for record in records:
+        logger.debug(
+            "application %d of %r: %s", record.id, record.user_name,
+            "processed" if record.id in moved else "already processed",
+        )  # fmt: skip
+    logger.info(
+        "batch of %d records: %d processed, %d already processed",
+        len(records), len(moved), len(records) - len(moved),
+    )  # fmt: skip
+    return len(moved)
+
+
+async def _decode_or_dead_letter(event: Any) -> ApplicationCreated | None:
+    try:
+        return decode_application(event.value)
+    except InvalidRecord as exc:
+        message = event.message
+        logger.warning(
+            "dead-lettering record at %s[%d]@%d: %s",
+            message.topic, message.partition, message.offset, exc,
+        )  # fmt: skip
+        await dead_letters.send(
+            key=message.key,
+            value={
+                "reason": str(exc),
+                "topic": message.topic,
+                "partition": message.partition,
+                "offset": message.offset,
+                "value": _printable(event.value),
+            },
+        )
+        return None
+
+
+def _printable(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("utf-8", errors="replace")
+
+
+def _database() -> Database:
+    if app.database is None:
+        raise RuntimeError("the worker's database is not connected")
+    return app.database

@@ -1,0 +1,100 @@
+"""The `streamapp` command: api, worker, migrate, dev."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from streamapp.config import ConfigError, Settings, get_settings
+from streamapp.logs import configure_logging
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run one subcommand; a configuration error ends it with one line and exit code 2."""
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "worker":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        sys.stderr.write(f"streamapp: {exc}\n")
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level)
+    args.run(args, settings, rest)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamapp", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    api = commands.add_parser("api", help="serve the REST API with uvicorn")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.set_defaults(run=_run_api)
+
+    worker = commands.add_parser(
+        "worker", help="run a Faust worker (extra options go to `faust worker`)"
+    )
+    worker.add_argument("--web-port", type=int, default=6066)
+    worker.set_defaults(run=_run_worker)
+
+    migrate = commands.add_parser("migrate", help="apply Alembic migrations")
+    migrate.add_argument("revision", nargs="?", default="head")
+    migrate.add_argument("--down", action="store_true", help="downgrade to REVISION instead")
+    migrate.set_defaults(run=_run_migrate)
+
+    dev = commands.add_parser("dev", help="run the whole system on embedded services")
+    _add_dev_arguments(dev)
+    dev.set_defaults(run=_run_dev)
+    return parser
+
+
+def _add_dev_arguments(parser: argparse.ArgumentParser) -> None:
+    from streamapp.dev import add_arguments
+
+    add_arguments(parser)
+
+
+def _run_api(args: argparse.Namespace, settings: Settings, _: Sequence[str]) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "streamapp.web.api:create_api",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        log_config=None,  # keep the logging configured above
+        proxy_headers=True,
+    )
+
+
+def _run_worker(args: argparse.Namespace, settings: Settings, rest: Sequence[str]) -> None:
+    from streamapp.app import app
+
+    sys.argv = [
+        "streamapp worker", "worker", "--web-port", str(args.web_port),
+        "--loglevel", settings.log_level.lower(), *rest,
+    ]  # fmt: skip
+    app.main()
+
+
+def _run_migrate(args: argparse.Namespace, settings: Settings, _: Sequence[str]) -> None:
+    from streamapp import schema
+
+    if args.down:
+        schema.downgrade(revision=args.revision)
+    else:
+        schema.upgrade(revision=args.revision)
+    logger.info("database at revision %s", args.revision)
+
+
+def _run_dev(args: argparse.Namespace, settings: Settings, _: Sequence[str]) -> None:
+    from streamapp.dev import run
+
+    raise SystemExit(run(args))

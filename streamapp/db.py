@@ -1,0 +1,40 @@
+"""The PostgreSQL connection pool (`databases` over asyncpg) and what counts as "database down"."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from databases import Database
+
+from streamapp.config import Settings
+
+# Errors that mean PostgreSQL is unreachable, restarting or shutting down: answered with 503
+# and retried by background loops, never shown to a client as a 500.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+def create_database(settings: Settings) -> Database:
+    """Return a connection manager for the configured database (not yet connected)."""
+    return Database(
+        settings.asyncpg_dsn,
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        command_timeout=settings.db_command_timeout,
+    )
+
+
+@asynccontextmanager
+async def raw_connection(db: Database) -> AsyncIterator[Any]:
+    """Yield the asyncpg connection `databases` manages, for hot paths (one round trip)."""
+    async with db.connection() as connection:
+        yield connection.raw_connection

@@ -1,0 +1,43 @@
+"""Domain errors raised by the services; `streamapp.web.errors` turns them into HTTP answers."""
+
+from __future__ import annotations
+
+APPLICATION_NOT_FOUND = "Application not found"
+USER_NOT_FOUND = "User not found"
+IDEMPOTENCY_KEY_REUSED = "Idempotency-Key was already used with a different request body"
+DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly"
+USER_FIELD_TAKEN = "A user with this {field} already exists"
+
+
+class DomainError(Exception):
+    """Base of the errors a client can cause or see."""
+
+    message: str = "error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+
+
+class EntityDoesNotExist(DomainError):
+    """The addressed row is not there."""
+
+
+class EntityAlreadyExists(DomainError):
+    """A unique field is already taken; `field` names it."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(USER_FIELD_TAKEN.format(field=field))
+        self.field = field
+
+
+class IdempotencyKeyReused(DomainError):
+    """The same Idempotency-Key came with another body."""
+
+    message = IDEMPOTENCY_KEY_REUSED
+
+
+class DatabaseUnavailable(DomainError):
+    """PostgreSQL cannot be reached or is shutting down."""
+
+    message = DATABASE_UNAVAILABLE

@@ -1,0 +1,1 @@
+"""What the service declares: stored tables, HTTP schemas, Kafka records."""

@@ -1,0 +1,73 @@
+"""PostgreSQL tables (SQLAlchemy Core). Alembic migrations must match these exactly."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+USER_NAME_MAX = 25
+DESCRIPTION_MAX = 255
+EMAIL_MAX = 254
+PHONE_MAX = 32
+IDEMPOTENCY_KEY_MAX = 255
+STATUS_NEW = "new"
+STATUS_PROCESSED = "processed"
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_name", sa.String(USER_NAME_MAX), nullable=False),
+    sa.Column("email", sa.String(EMAIL_MAX), nullable=True),
+    sa.Column("phone", sa.String(PHONE_MAX), nullable=True),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.UniqueConstraint("user_name"),
+    sa.UniqueConstraint("email"),
+)
+
+applications = sa.Table(
+    "applications",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("description", sa.String(DESCRIPTION_MAX), nullable=True),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("status", sa.String(16), nullable=False, server_default=STATUS_NEW),
+    sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("idempotency_key", sa.String(IDEMPOTENCY_KEY_MAX), nullable=True),
+    # SHA-256 of the request body, so a reused Idempotency-Key with another body is a 409.
+    sa.Column("request_hash", sa.String(64), nullable=True),
+    sa.CheckConstraint(f"status IN ('{STATUS_NEW}', '{STATUS_PROCESSED}')", name="status"),
+    sa.UniqueConstraint("idempotency_key"),
+    # Serves "applications of one user, newest first" (the all-applications listing uses the PK).
+    sa.Index(None, "user_id", "id"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("topic", sa.String(255), nullable=False),
+    sa.Column("key", sa.String(255), nullable=True),
+    sa.Column("payload", JSONB, nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+    # The relay scans only what is still unpublished, so that index stays small.
+    sa.Index("ix_outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),
+)

@@ -1,0 +1,35 @@
+"""Alembic migrations, run from code (`streamapp migrate`, the dev stack, tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from streamapp.config import get_settings
+
+ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+
+
+def alembic_config(database_url: str | None = None) -> Config:
+    """Return the Alembic config for `database_url` (default: the configured database)."""
+    config = Config(str(ALEMBIC_INI))
+    url = database_url or get_settings().sqlalchemy_url.render_as_string(hide_password=False)
+    config.attributes["database_url"] = _with_asyncpg(url)
+    return config
+
+
+def upgrade(database_url: str | None = None, revision: str = "head") -> None:
+    """Migrate the database up to `revision`."""
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str | None = None, revision: str = "-1") -> None:
+    """Migrate the database down to `revision`."""
+    command.downgrade(alembic_config(database_url), revision)
+
+
+def _with_asyncpg(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"postgresql+asyncpg://{rest}" if scheme in ("postgres", "postgresql") else url

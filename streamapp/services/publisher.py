@@ -1,0 +1,167 @@
+"""Publishing outbox rows to Kafka: right after commit, and by a relay for whatever that missed.
+
+Nothing is lost: the row is committed before any send, and stays unpublished until the broker
+acknowledged it. A record may be sent twice (fast path and relay race, or a crash before the
+row is marked); the agent's idempotent UPDATE makes that harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from databases import Database
+
+from streamapp.db import UNAVAILABLE_ERRORS, raw_connection
+
+logger = logging.getLogger(__name__)
+
+# send(key, event) -> awaitable that completes when the broker acknowledges the record.
+SendFunction = Callable[[str, dict[str, Any]], Awaitable[Awaitable[Any]]]
+
+_CLAIM_SQL = """
+SELECT id, key, payload::text AS payload FROM outbox
+WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1)
+ORDER BY id LIMIT $2
+FOR UPDATE SKIP LOCKED
+"""
+_MARK_PUBLISHED_SQL = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+_COUNT_UNPUBLISHED_SQL = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+
+FAST_PATH_QUEUE_SIZE = 10_000
+FAST_PATH_BATCH = 500
+
+
+class Publisher:
+    """Owns the two publishing loops of an API process."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        send: SendFunction,
+        timeout: float,
+        relay_interval: float,
+        relay_delay: float,
+        relay_batch_size: int,
+        max_backoff: float,
+    ) -> None:
+        self._db = db
+        self._send = send
+        self._timeout = timeout
+        self._relay_interval = relay_interval
+        self._relay_delay = relay_delay
+        self._relay_batch_size = relay_batch_size
+        self._max_backoff = max_backoff
+        self._queue: asyncio.Queue[tuple[int, str, dict[str, Any]]] = asyncio.Queue(
+            FAST_PATH_QUEUE_SIZE
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def publish_soon(self, outbox_id: int, event: dict[str, Any]) -> None:
+        """Queue a committed event for sending; if the queue is full the relay sends it later."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait((outbox_id, str(event["user_name"]), event))
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._run_fast_path(), name="outbox-fast-path"),
+            asyncio.create_task(self._run_relay(), name="outbox-relay"),
+        ]
+
+    async def stop(self) -> None:
+        """Flush what is queued (bounded by the send timeout), then stop both loops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), self._timeout)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def unpublished(self) -> int:
+        """Return how many outbox rows wait for the broker."""
+        return int(await self._db.fetch_val(_COUNT_UNPUBLISHED_SQL))
+
+    async def _run_fast_path(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < FAST_PATH_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                sent = await self._send_all([(key, event) for _, key, event in batch])
+                published = [
+                    outbox_id for (outbox_id, _, _), ok in zip(batch, sent, strict=True) if ok
+                ]
+                if published:
+                    await self._mark_published(published)
+            except Exception:
+                logger.exception("fast-path publish failed; the relay will retry")
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _run_relay(self) -> None:
+        backoff = self._relay_interval
+        while True:
+            await asyncio.sleep(backoff)
+            try:
+                relayed, failed = await self.relay_once()
+            except UNAVAILABLE_ERRORS as exc:
+                relayed, failed = 0, 1
+                logger.warning("outbox relay cannot reach the database: %s", exc)
+            except Exception:
+                relayed, failed = 0, 1
+                logger.exception("outbox relay failed")
+            if relayed:
+                logger.info("outbox relay published %d pending events", relayed)
+            if failed:
+                backoff = min(backoff * 2, self._max_backoff)
+                logger.warning("outbox relay: %d sends failed; next try in %.1fs", failed, backoff)
+            else:
+                backoff = self._relay_interval
+
+    async def relay_once(self) -> tuple[int, int]:
+        """Publish one batch of rows older than the relay delay; return (published, failed).
+
+        Rows stay locked (SKIP LOCKED) until marked, so relays of several API processes never
+        send the same row at once. A failed send rolls the batch back for a later try.
+        """
+        async with raw_connection(self._db) as connection, connection.transaction():
+            rows = await connection.fetch(_CLAIM_SQL, self._relay_delay, self._relay_batch_size)
+            if not rows:
+                return 0, 0
+            events = [(row["key"], _loads(row["payload"])) for row in rows]
+            sent = await self._send_all(events)
+            published = [row["id"] for row, ok in zip(rows, sent, strict=True) if ok]
+            if published:
+                await connection.execute(_MARK_PUBLISHED_SQL, published)
+            return len(published), len(rows) - len(published)
+
+    async def _send_all(self, events: Sequence[tuple[str, dict[str, Any]]]) -> list[bool]:
+        """Send every event; return, per event, whether the broker acknowledged it in time."""
+
+        async def send_one(key: str, event: dict[str, Any]) -> None:
+            acknowledgement = await self._send(key, event)
+            await acknowledgement
+
+        results = await asyncio.gather(
+            *(asyncio.wait_for(send_one(key, event), self._timeout) for key, event in events),
+            return_exceptions=True,
+        )
+        failures = [result for result in results if isinstance(result, BaseException)]
+        if failures:
+            logger.warning("%d of %d sends failed: %r", len(failures), len(events), failures[0])
+        return [not isinstance(result, BaseException) for result in results]
+
+    async def _mark_published(self, outbox_ids: Sequence[int]) -> None:
+        async with raw_connection(self._db) as connection:
+            await connection.execute(_MARK_PUBLISHED_SQL, list(outbox_ids))
+
+
+def _loads(payload: str) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(payload)
+    return value

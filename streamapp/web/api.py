@@ -1,0 +1,89 @@
+"""The FastAPI front end (`api`). Its lifespan opens PostgreSQL, then runs the Faust app on the
+same event loop as a producer only (it never joins the workers' consumer group)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI
+from faust.contrib.asgi import faust_app_running
+
+from streamapp import __version__
+from streamapp.app import app as faust_app
+from streamapp.app import new_applications
+from streamapp.config import Settings, get_settings
+from streamapp.db import create_database
+from streamapp.models.records import ApplicationCreated
+from streamapp.services.publisher import Publisher
+from streamapp.web.errors import install_error_handlers
+from streamapp.web.middleware import BodySizeLimit
+from streamapp.web.routes import router
+
+logger = logging.getLogger(__name__)
+
+
+async def send_application_created(key: str, event: dict[str, Any]) -> Any:
+    """Send one outbox event through the Faust topic; the result resolves on the broker's ack."""
+    record = ApplicationCreated(
+        id=event["id"],
+        user_id=event["user_id"],
+        user_name=event["user_name"],
+        description=event["description"],
+        created_at=datetime.fromisoformat(event["created_at"]),
+    )
+    return await new_applications.send(key=key.encode(), value=record.dumps())
+
+
+@asynccontextmanager
+async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = api.state.settings
+    db = create_database(settings)
+    await db.connect()
+    faust_app.producer_only = True
+    faust_app.conf.web_enabled = False  # Faust's own web server runs on the workers only
+    try:
+        async with faust_app_running(faust_app, discover=False):
+            publisher = Publisher(
+                db=db,
+                send=send_application_created,
+                timeout=settings.publish_timeout,
+                relay_interval=settings.outbox_relay_interval,
+                relay_delay=settings.outbox_relay_delay,
+                relay_batch_size=settings.outbox_relay_batch_size,
+                max_backoff=settings.outbox_max_backoff,
+            )
+            await publisher.start()
+            api.state.db, api.state.publisher = db, publisher
+            logger.info("API ready (version %s)", __version__)
+            try:
+                yield
+            finally:
+                await publisher.stop()
+    finally:
+        await db.disconnect()
+
+
+def create_api(settings: Settings | None = None) -> FastAPI:
+    """Build the ASGI app; settings are read when it is built, connections opened at start."""
+    api = FastAPI(
+        title="streamapp",
+        version=__version__,
+        description="File applications and list them; each one is published to Kafka.",
+        lifespan=lifespan,
+    )
+    api.state.settings = settings or get_settings()
+    install_error_handlers(api)
+    api.include_router(router)
+    api.add_middleware(BodySizeLimit, max_bytes=api.state.settings.max_body_bytes)
+    return api
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn streamapp.web.api:api` works, yet importing this module reads no settings.
+    if name == "api":
+        return create_api()
+    raise AttributeError(name)

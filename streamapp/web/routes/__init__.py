@@ -1,0 +1,10 @@
+"""One router per resource, combined in `router`."""
+
+from fastapi import APIRouter
+
+from streamapp.web.routes import applications, health, users
+
+router = APIRouter()
+router.include_router(applications.router)
+router.include_router(users.router)
+router.include_router(health.router)

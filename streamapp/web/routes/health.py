@@ -1,0 +1,34 @@
+"""/healthz (the process is up) and /readyz (its database answers)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from streamapp.db import UNAVAILABLE_ERRORS
+from streamapp.errors import DatabaseUnavailable
+from streamapp.models.schemas import Health
+from streamapp.web.deps import DatabaseDep
+from streamapp.web.errors import ERROR_RESPONSES
+
+router = APIRouter(tags=["health"])
+
+READY_TIMEOUT_SECONDS = 2.0
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    """Answer while the process runs."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses={503: ERROR_RESPONSES[503]})
+async def readyz(db: DatabaseDep) -> Health | JSONResponse:
+    """Answer 200 when PostgreSQL answers, else 503."""
+    try:
+        await asyncio.wait_for(db.fetch_val("SELECT 1"), READY_TIMEOUT_SECONDS)
+    except UNAVAILABLE_ERRORS as exc:
+        raise DatabaseUnavailable() from exc
+    return Health(status="ok", database="ok")
