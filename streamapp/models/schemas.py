@@ -130,3 +130,4 @@ class ErrorResponse(BaseModel):
 class Health(BaseModel):
     status: str
     database: str | None = None
+    kafka: str | None = None

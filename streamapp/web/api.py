@@ -6,18 +6,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
-from typing import Any
 
 from fastapi import FastAPI
-from faust.contrib.asgi import faust_app_running
 
 from streamapp import __version__
-from streamapp.app import app as faust_app
-from streamapp.app import new_applications
 from streamapp.config import Settings, get_settings
 from streamapp.db import create_database
-from streamapp.models.records import ApplicationCreated
+from streamapp.producer import ProducerRunner
 from streamapp.services.publisher import Publisher
 from streamapp.web.errors import install_error_handlers
 from streamapp.web.middleware import BodySizeLimit
@@ -26,44 +21,30 @@ from streamapp.web.routes import router
 logger = logging.getLogger(__name__)
 
 
-async def send_application_created(key: str, event: dict[str, Any]) -> Any:
-    """Send one outbox event through the Faust topic; the result resolves on the broker's ack."""
-    record = ApplicationCreated(
-        id=event["id"],
-        user_id=event["user_id"],
-        user_name=event["user_name"],
-        description=event["description"],
-        created_at=datetime.fromisoformat(event["created_at"]),
-    )
-    return await new_applications.send(key=key.encode(), value=record.dumps())
-
-
 @asynccontextmanager
 async def lifespan(api: FastAPI) -> AsyncIterator[None]:
     settings: Settings = api.state.settings
     db = create_database(settings)
     await db.connect()
-    faust_app.producer_only = True
-    faust_app.conf.web_enabled = False  # Faust's own web server runs on the workers only
+    producer = ProducerRunner(settings)
+    await producer.start()
+    publisher = Publisher(
+        db=db,
+        send=producer.send,
+        timeout=settings.publish_timeout,
+        relay_interval=settings.outbox_relay_interval,
+        relay_delay=settings.outbox_relay_delay,
+        relay_batch_size=settings.outbox_relay_batch_size,
+        max_backoff=settings.outbox_max_backoff,
+    )
+    await publisher.start()
+    api.state.db, api.state.publisher, api.state.producer = db, publisher, producer
+    logger.info("API ready (version %s)", __version__)
     try:
-        async with faust_app_running(faust_app, discover=False):
-            publisher = Publisher(
-                db=db,
-                send=send_application_created,
-                timeout=settings.publish_timeout,
-                relay_interval=settings.outbox_relay_interval,
-                relay_delay=settings.outbox_relay_delay,
-                relay_batch_size=settings.outbox_relay_batch_size,
-                max_backoff=settings.outbox_max_backoff,
-            )
-            await publisher.start()
-            api.state.db, api.state.publisher = db, publisher
-            logger.info("API ready (version %s)", __version__)
-            try:
-                yield
-            finally:
-                await publisher.stop()
+        yield
     finally:
+        await publisher.stop()
+        await producer.stop()
         await db.disconnect()
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request
 
 from streamapp.db import UNAVAILABLE_ERRORS
 from streamapp.errors import DatabaseUnavailable
@@ -25,10 +24,12 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Health, responses={503: ERROR_RESPONSES[503]})
-async def readyz(db: DatabaseDep) -> Health | JSONResponse:
-    """Answer 200 when PostgreSQL answers, else 503."""
+async def readyz(request: Request, db: DatabaseDep) -> Health:
+    """Answer 200 when PostgreSQL answers, else 503. Kafka is reported, not required:
+    applications are accepted into the outbox while the broker is down."""
     try:
         await asyncio.wait_for(db.fetch_val("SELECT 1"), READY_TIMEOUT_SECONDS)
     except UNAVAILABLE_ERRORS as exc:
         raise DatabaseUnavailable() from exc
-    return Health(status="ok", database="ok")
+    kafka = "connected" if request.app.state.producer.ready else "connecting"
+    return Health(status="ok", database="ok", kafka=kafka)

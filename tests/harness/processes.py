@@ -1,0 +1,121 @@
+"""streamapp processes (`streamapp api`, `streamapp worker`) run the way an operator runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO, Any
+
+from streamapp.embedded.process import free_port, stop_process, wait_until
+
+STREAMAPP = [sys.executable, "-m", "streamapp"]
+
+
+def http_json(url: str, timeout: float = 5.0) -> Any:
+    """GET url and return the decoded JSON body (raises on any error)."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback)
+        return json.loads(response.read())
+
+
+def _answers(url: str) -> bool:
+    try:
+        http_json(url, timeout=1.0)
+        return True
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+class StreamappProcess:
+    """One child process with its log in a temporary file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.args = args
+        self.env = env
+        self.log_path = Path(tempfile.mkstemp(prefix=f"streamapp-{name}-", suffix=".log")[1])
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> StreamappProcess:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(
+            [*STREAMAPP, *self.args], env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        return self
+
+    def wait_for_http(self, url: str, timeout: float = 90.0) -> None:
+        wait_until(lambda: _answers(url), process=self.process, timeout=timeout,
+                   what=self.name, log_path=self.log_path)  # fmt: skip
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.process is None:
+            return None
+        stop_process(self.process, sig=sig, timeout=timeout)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return self.process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class Worker(StreamappProcess):
+    """A `streamapp worker` with Faust's web views on its own port."""
+
+    def __init__(self, env: dict[str, str], web_port: int | None = None) -> None:
+        self.web_port = web_port or free_port()
+        super().__init__(f"worker-{self.web_port}", ["worker", "--web-port", str(self.web_port)], env)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        self.wait_for_http(f"{self.url}/stats/", timeout)
+
+    def assigned_partitions(self, topic: str) -> set[int]:
+        summary = http_json(f"{self.url}/stats/")
+        return {item["partition"] for item in summary["assignment"] if item["topic"] == topic}
+
+
+class Api(StreamappProcess):
+    """A `streamapp api` served by uvicorn."""
+
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
+        super().__init__(f"api-{self.port}", ["api", "--port", str(self.port)], env)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        self.wait_for_http(f"{self.url}/healthz", timeout)
+
+
+def wait_for(condition: Any, timeout: float, interval: float = 0.2, message: str = "") -> Any:
+    """Poll a callable until it returns something truthy; return it or fail after timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(message or f"condition not met in {timeout}s (last: {last!r})")
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(overrides)
+    return env

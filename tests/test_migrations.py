@@ -1,0 +1,144 @@
+"""Alembic migrations: up, down, up; the backfill from an original database; no drift."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import asyncpg
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from streamapp import schema
+from streamapp.models.tables import metadata
+
+ORIGINAL_ROWS = [
+    ("alice", "first", datetime(2024, 1, 2, 3, 4, 5)),
+    ("bob", "second", datetime(2024, 1, 3, 0, 0, 0)),
+    ("alice", "third", datetime(2024, 1, 4, 12, 30, 0)),
+    ("Юрий", None, datetime(2024, 2, 1, 8, 0, 0)),
+]
+
+
+async def migrate(url: str, revision: str, *, down: bool = False) -> None:
+    action = schema.downgrade if down else schema.upgrade
+    await asyncio.to_thread(action, url, revision)
+
+
+async def tables(connection: asyncpg.Connection) -> set[str]:
+    rows = await connection.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+    )
+    return {row["tablename"] for row in rows}
+
+
+async def test_upgrade_downgrade_upgrade_on_an_empty_database(empty_database: str) -> None:
+    await migrate(empty_database, "head")
+    await migrate(empty_database, "base", down=True)
+    connection = await asyncpg.connect(empty_database)
+    try:
+        assert await tables(connection) == set()
+        await migrate(empty_database, "head")
+        assert await tables(connection) == {"applications", "users", "outbox"}
+        assert await connection.fetchval("SELECT version_num FROM alembic_version") == "0003"
+    finally:
+        await connection.close()
+
+
+async def test_each_revision_downgrades_to_the_previous_schema(empty_database: str) -> None:
+    connection = await asyncpg.connect(empty_database)
+    try:
+        for revision, expected in [("0001", {"applications"}), ("0002", {"applications", "users"})]:
+            await migrate(empty_database, revision)
+            before = await columns(connection)
+            await migrate(empty_database, "+1")
+            await migrate(empty_database, "-1", down=True)
+            assert await tables(connection) == expected
+            assert await columns(connection) == before
+    finally:
+        await connection.close()
+
+
+async def columns(connection: asyncpg.Connection) -> list[tuple[str, str, str, str]]:
+    rows = await connection.fetch(
+        "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_schema = 'public' ORDER BY table_name, column_name"
+    )
+    return [tuple(row) for row in rows]
+
+
+async def test_backfill_from_a_populated_original_database(empty_database: str) -> None:
+    await migrate(empty_database, "0001")
+    connection = await asyncpg.connect(empty_database)
+    try:
+        await connection.executemany(
+            "INSERT INTO applications (user_name, description, created_at) VALUES ($1, $2, $3)",
+            ORIGINAL_ROWS,
+        )
+        await migrate(empty_database, "head")
+
+        users = await connection.fetch("SELECT id, user_name FROM users ORDER BY id")
+        assert [u["user_name"] for u in users] == ["alice", "bob", "Юрий"]
+        migrated = await connection.fetch(
+            "SELECT a.id, u.user_name, a.description, a.created_at, a.status "
+            "FROM applications a JOIN users u ON u.id = a.user_id ORDER BY a.id"
+        )
+        assert [(r["user_name"], r["description"]) for r in migrated] == [
+            (name, text) for name, text, _ in ORIGINAL_ROWS
+        ]
+        assert [r["created_at"].replace(tzinfo=None) for r in migrated] == [
+            at for _, _, at in ORIGINAL_ROWS
+        ]
+        assert all(r["created_at"].utcoffset() is not None for r in migrated)
+        assert {r["status"] for r in migrated} == {"processed"}
+
+        await migrate(empty_database, "0001", down=True)
+        restored = await connection.fetch(
+            "SELECT user_name, description, created_at FROM applications ORDER BY id"
+        )
+        assert [tuple(r) for r in restored] == ORIGINAL_ROWS
+    finally:
+        await connection.close()
+
+
+async def test_original_service_database_can_be_stamped_and_upgraded(empty_database: str) -> None:
+    connection = await asyncpg.connect(empty_database)
+    try:
+        # The table as the original service created it, with no Alembic history of ours.
+        await connection.execute(
+            "CREATE TABLE applications (id SERIAL PRIMARY KEY, user_name VARCHAR(25) NOT NULL, "
+            "description VARCHAR(255), created_at TIMESTAMP DEFAULT now())"
+        )
+        await connection.execute(
+            "INSERT INTO applications (user_name, description) VALUES ('carol', 'legacy')"
+        )
+        await asyncio.to_thread(command.stamp, schema.alembic_config(empty_database), "0001")
+        await migrate(empty_database, "head")
+
+        row = await connection.fetchrow(
+            "SELECT u.user_name, a.description FROM applications a JOIN users u ON u.id = a.user_id"
+        )
+        assert tuple(row) == ("carol", "legacy")
+    finally:
+        await connection.close()
+
+
+async def test_migrations_match_the_tables_in_code(empty_database: str) -> None:
+    await migrate(empty_database, "head")
+    engine = create_async_engine(empty_database.replace("postgresql://", "postgresql+asyncpg://"))
+
+    def diff(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "compare_server_default": False}
+        )
+        return list(compare_metadata(context, metadata))
+
+    try:
+        async with engine.connect() as connection:
+            differences = await connection.run_sync(diff)
+    finally:
+        await engine.dispose()
+    assert differences == []
