@@ -37,6 +37,13 @@ class StreamApp(faust.App):
             partitions=settings.topic_partitions,
             replication_factor=settings.topic_replication_factor,
         )
+        await ensure_topic(
+            settings.kafka_bootstrap_servers,
+            DEAD_LETTER_TOPIC,
+            partitions=1,
+            replication_factor=settings.topic_replication_factor,
+            expected=False,
+        )
         self.database = create_database(settings)
         await self.database.connect()
 

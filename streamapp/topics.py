@@ -12,7 +12,12 @@ logger = logging.getLogger(__name__)
 
 
 async def ensure_topic(
-    bootstrap_servers: str, name: str, *, partitions: int, replication_factor: int
+    bootstrap_servers: str,
+    name: str,
+    *,
+    partitions: int,
+    replication_factor: int,
+    expected: bool = True,
 ) -> int:
     """Create `name` if missing; warn if missing or smaller than configured; return its size."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
@@ -20,9 +25,10 @@ async def ensure_topic(
     try:
         existing = await _partition_count(admin, name)
         if existing is None:
-            logger.warning(
-                "topic %r does not exist; creating it with %d partitions", name, partitions
-            )
+            logger.log(
+                logging.WARNING if expected else logging.INFO,
+                "topic %r does not exist; creating it with %d partitions", name, partitions,
+            )  # fmt: skip
             topic = NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
                 await admin.create_topics([topic])

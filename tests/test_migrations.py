@@ -30,7 +30,8 @@ async def migrate(url: str, revision: str, *, down: bool = False) -> None:
 
 async def tables(connection: asyncpg.Connection) -> set[str]:
     rows = await connection.fetch(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        "SELECT tablename FROM pg_tables "
+        "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
     )
     return {row["tablename"] for row in rows}
 

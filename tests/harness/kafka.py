@@ -1,4 +1,4 @@
-"""A single-node Apache Kafka (KRaft, combined broker and controller) from its Maven Central jars."""
+"""A single-node Apache Kafka (KRaft, combined broker and controller) from Maven Central jars."""
 
 from __future__ import annotations
 

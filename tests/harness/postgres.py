@@ -36,7 +36,8 @@ class PostgresServer:
 
     async def drop_database(self, url: str) -> None:
         name = make_url(url).database
-        assert name and name.startswith("streamapp_test"), name
+        assert name, url
+        assert name.startswith("streamapp_test"), name
         connection = await asyncpg.connect(self.admin_url)
         try:
             await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -21,7 +21,7 @@ STREAMAPP = [sys.executable, "-m", "streamapp"]
 
 def http_json(url: str, timeout: float = 5.0) -> Any:
     """GET url and return the decoded JSON body (raises on any error)."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback)
+    with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())
 
 
@@ -74,7 +74,9 @@ class Worker(StreamappProcess):
 
     def __init__(self, env: dict[str, str], web_port: int | None = None) -> None:
         self.web_port = web_port or free_port()
-        super().__init__(f"worker-{self.web_port}", ["worker", "--web-port", str(self.web_port)], env)
+        super().__init__(
+            f"worker-{self.web_port}", ["worker", "--web-port", str(self.web_port)], env
+        )
 
     @property
     def url(self) -> str:

@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 
-async def post(client: httpx.AsyncClient, key: str, user_name: str, description: str) -> httpx.Response:
+async def post(
+    client: httpx.AsyncClient, key: str, user_name: str, description: str
+) -> httpx.Response:
     return await client.post(
         "/applications",
         json={"user_name": user_name, "description": description},
@@ -32,9 +34,7 @@ async def test_duplicate_idempotency_key_returns_first_result(
         "SELECT count(*) FROM applications a JOIN users u ON u.id = a.user_id "
         "WHERE u.user_name = $1", user_name,
     ) == 1  # fmt: skip
-    assert await pg.fetchval(
-        "SELECT count(*) FROM outbox WHERE key = $1", user_name
-    ) == 1
+    assert await pg.fetchval("SELECT count(*) FROM outbox WHERE key = $1", user_name) == 1
 
 
 async def test_same_key_with_another_body_is_409(

@@ -11,7 +11,11 @@ async def test_create_user_returns_it_with_location(
 ) -> None:
     response = await client.post(
         "/users",
-        json={"user_name": user_name, "email": f"{user_name}@Example.com", "phone": "+7 900 123-45-67"},
+        json={
+            "user_name": user_name,
+            "email": f"{user_name}@Example.com",
+            "phone": "+7 900 123-45-67",
+        },
     )
 
     assert response.status_code == 201

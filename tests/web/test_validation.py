@@ -58,7 +58,9 @@ async def test_limits_are_inclusive(client: httpx.AsyncClient) -> None:
 
 async def test_malformed_json_is_422(client: httpx.AsyncClient) -> None:
     response = await client.post(
-        "/applications", content=b'{"user_name": "u", ', headers={"content-type": "application/json"}
+        "/applications",
+        content=b'{"user_name": "u", ',
+        headers={"content-type": "application/json"},
     )
 
     assert response.status_code == 422
