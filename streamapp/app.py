@@ -83,11 +83,15 @@ def _configure(sender: Any, conf: Any, **_: Any) -> None:
 new_applications = app.topic(NEW_APPLICATIONS_TOPIC, key_serializer="raw", value_serializer="raw")
 dead_letters = app.topic(DEAD_LETTER_TOPIC, key_serializer="raw", value_serializer="json")
 
-# Processed applications per user_name, keyed like the topic. use_partitioner sends each
-# changelog write to the key's partition (the same one the topic uses), which stays correct
-# when a batch holds records from several partitions.
+# Processed applications per user, keyed by the UTF-8 user_name exactly as the topic's records
+# are (bytes keys are serialized raw; str keys would become JSON and hash elsewhere). With
+# use_partitioner each changelog write goes to its key's partition, so a user's count lives in
+# the same partition number as the user's records, whichever partitions a batch spans, and
+# table_route finds the worker that owns it.
 applications_per_user = app.Table(
     "applications_per_user",
+    key_type=bytes,
+    value_type=int,
     default=int,
     use_partitioner=True,
     help="Processed applications per user",

@@ -42,8 +42,9 @@ async def process_batch(records: Sequence[ApplicationCreated]) -> int:
     user_names = sorted({record.user_name for record in records})
     counts = await applications_service.count_processed(db=db, user_names=user_names)
     for user_name, processed in counts.items():
-        if applications_per_user[user_name] != processed:
-            applications_per_user[user_name] = processed
+        key = user_name.encode()
+        if applications_per_user[key] != processed:
+            applications_per_user[key] = processed
     for record in records:
         logger.debug(
             "application %d of %r: %s", record.id, record.user_name,

@@ -17,7 +17,8 @@ class UserStats(web.View):
 
     @app.table_route(table=applications_per_user, match_info="user_name")  # type: ignore[arg-type]
     async def get(self, request: web.Request, user_name: str) -> web.Response:
-        return self.json({"user_name": user_name, "processed": applications_per_user[user_name]})
+        processed = applications_per_user[user_name.encode()]
+        return self.json({"user_name": user_name, "processed": processed})
 
 
 @stats.route("/", name="summary")
@@ -26,7 +27,9 @@ class Summary(web.View):
 
     async def get(self, request: web.Request) -> web.Response:
         assignment = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment())
-        local: dict[str, Any] = dict(applications_per_user.items())
+        local: dict[str, Any] = {
+            key.decode(errors="replace"): value for key, value in applications_per_user.items()
+        }
         return self.json(
             {
                 "worker": f"{app.conf.web_host}:{app.conf.web_port}",
