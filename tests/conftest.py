@@ -46,7 +46,7 @@ def postgres() -> Iterator[PostgresServer]:
     try:
         yield PostgresServer(server.url(), embedded=server)
     finally:
-        server.stop()
+        server.close()
 
 
 @pytest.fixture(scope="session")

@@ -92,13 +92,17 @@ class EmbeddedPostgres:
         return self.url(name)
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop the server (fast shutdown) and remove a temporary data directory."""
+        """Stop the server (fast shutdown); its data stays for another start()."""
         if self.process is not None:
             stop_process(self.process, sig=signal.SIGINT, timeout=timeout)
             self.process = None
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def close(self) -> None:
+        """Stop the server and remove its data directory if it was a temporary one."""
+        self.stop()
         if self._temp_root is not None:
             shutil.rmtree(self._temp_root, ignore_errors=True)
 
