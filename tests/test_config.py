@@ -1,0 +1,121 @@
+"""Settings: original variable names, DATABASE_URL override, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streamapp.config import ConfigError, Settings, load_settings
+
+ORIGINAL = {
+    "POSTGRES_USER": "app",
+    "POSTGRES_PASSWORD": "p@ss:word/#",
+    "POSTGRES_DB": "applications",
+    "POSTGRES_HOST": "db.internal",
+    "POSTGRES_PORT": "6543",
+    "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
+    "HOST_CONSUMER": "kafka:9092",
+    "LOG_LEVEL": "debug",
+}
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    for name in (*ORIGINAL, "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    return monkeypatch
+
+
+def test_original_variables_build_the_database_url(clean_env: pytest.MonkeyPatch) -> None:
+    for name, value in ORIGINAL.items():
+        clean_env.setenv(name, value)
+
+    settings = load_settings()
+
+    url = settings.sqlalchemy_url
+    assert (url.host, url.port, url.database, url.username) == (
+        "db.internal", 6543, "applications", "app",
+    )  # fmt: skip
+    assert url.password == "p@ss:word/#"
+    assert settings.asyncpg_dsn.startswith("postgresql://app:")
+    assert settings.log_level == "DEBUG"
+    assert settings.kafka_broker_url == "kafka://kafka:9092"
+    assert settings.host_consumer == "kafka:9092"
+
+
+def test_database_url_overrides_the_parts(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("DATABASE_URL", "postgres://u:pw@h:5/d")
+
+    settings = load_settings()
+
+    assert settings.asyncpg_dsn == "postgresql://u:pw@h:5/d"
+    assert settings.sqlalchemy_url.drivername == "postgresql+asyncpg"
+
+
+def test_dotenv_in_the_working_directory_is_read(clean_env: pytest.MonkeyPatch) -> None:
+    Path(".env").write_text('DATABASE_URL="postgresql://e:e@envfile/db"\nLOG_LEVEL=WARNING\n')
+
+    settings = load_settings()
+
+    assert settings.sqlalchemy_url.host == "envfile"
+    assert settings.log_level == "WARNING"
+
+
+def test_several_bootstrap_servers(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("DATABASE_URL", "postgresql://u@h/d")
+    clean_env.setenv("KAFKA_BOOTSTRAP_SERVERS", "a:1, b:2")
+
+    assert load_settings().kafka_broker_url == "kafka://a:1;kafka://b:2"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "missing setting POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB"),
+        ({**ORIGINAL, "POSTGRES_PORT": "port"}, "invalid setting POSTGRES_PORT"),
+        ({**ORIGINAL, "POSTGRES_PORT": "70000"}, "invalid setting POSTGRES_PORT"),
+        ({**ORIGINAL, "LOG_LEVEL": "LOUD"}, "invalid setting LOG_LEVEL"),
+        ({**ORIGINAL, "TOPIC_PARTITIONS": "0"}, "invalid setting TOPIC_PARTITIONS"),
+        ({"DATABASE_URL": "not a url"}, "DATABASE_URL"),
+    ],
+)
+def test_bad_settings_fail_with_one_line_naming_them(
+    clean_env: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        clean_env.setenv(name, value)
+
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_password_is_not_in_the_settings_repr(clean_env: pytest.MonkeyPatch) -> None:
+    for name, value in ORIGINAL.items():
+        clean_env.setenv(name, value)
+
+    assert "p@ss" not in repr(load_settings())
+
+
+def test_cli_reports_a_bad_setting_in_one_line(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "POSTGRES_PORT": "x", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "streamapp", "migrate"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith("streamapp: invalid")
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings(database_url="postgresql://u@h/d")
+    with pytest.raises(ValueError, match="frozen"):
+        settings.log_level = "DEBUG"  # type: ignore[misc]
