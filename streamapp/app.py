@@ -73,7 +73,9 @@ def _configure(sender: Any, conf: Any, **_: Any) -> None:
     conf.broker_heartbeat_interval = settings.worker_heartbeat_interval
     conf.producer_request_timeout = settings.publish_timeout
     conf.producer_acks = -1
-    conf.web_host = "0.0.0.0"
+    if settings.worker_web_host:
+        # The name other workers use to reach this one (table_route forwarding).
+        conf.web_host = settings.worker_web_host
     # Events carry their own timestamps; tables are rebuilt from changelogs at start.
     conf.table_cleanup_interval = 30.0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -19,6 +20,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "worker":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "dev":
+        # The dev stack provides the database and broker settings to its children.
+        configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+        raise SystemExit(args.run(args))
     try:
         settings = get_settings()
     except ConfigError as exc:
@@ -94,7 +99,7 @@ def _run_migrate(args: argparse.Namespace, settings: Settings, _: Sequence[str])
     logger.info("database at revision %s", args.revision)
 
 
-def _run_dev(args: argparse.Namespace, settings: Settings, _: Sequence[str]) -> None:
+def _run_dev(args: argparse.Namespace) -> int:
     from streamapp.dev import run
 
-    raise SystemExit(run(args))
+    return run(args)

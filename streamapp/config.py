@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     worker_session_timeout: float = Field(default=60.0, gt=0)
     worker_heartbeat_interval: float = Field(default=3.0, gt=0)
     worker_data_dir: str = ".streamapp-data"
+    worker_web_host: str | None = None
 
     outbox_relay_interval: float = Field(default=1.0, gt=0)
     outbox_relay_delay: float = Field(default=5.0, ge=0)

@@ -9,7 +9,15 @@ from alembic.config import Config
 
 from streamapp.config import get_settings
 
-ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+# Next to the package in a source checkout; in the working directory in the Docker image.
+ALEMBIC_INI = next(
+    (
+        path
+        for path in (Path(__file__).resolve().parent.parent / "alembic.ini", Path("alembic.ini"))
+        if path.exists()
+    ),
+    Path("alembic.ini"),
+)
 
 
 def alembic_config(database_url: str | None = None) -> Config:

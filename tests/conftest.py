@@ -31,6 +31,7 @@ TEST_SETTINGS = {
     "OUTBOX_MAX_BACKOFF": "2",
     "PUBLISH_TIMEOUT": "5",
     "LOG_LEVEL": "INFO",
+    "WORKER_WEB_HOST": "127.0.0.1",
 }
 
 
