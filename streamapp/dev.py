@@ -27,7 +27,7 @@ from dotenv import dotenv_values
 from streamapp import schema
 from streamapp.embedded.broker import EmbeddedBroker
 from streamapp.embedded.postgres import EmbeddedPostgres
-from streamapp.embedded.process import ServiceStartError, stop_process, wait_until
+from streamapp.embedded.process import ServiceStartError, port_is_open, stop_process, wait_until
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
     stack = Stack()
     postgres: EmbeddedPostgres | None = None
     try:
+        _check_ports_free(args, _local_host(args))
         database_url = _configured("DATABASE_URL")
         if not database_url:
             postgres = _start_postgres(args)
@@ -203,7 +204,20 @@ def _start_broker(args: argparse.Namespace, stack: Stack, env: dict[str, str]) -
     return broker.bootstrap_servers
 
 
+def _local_host(args: argparse.Namespace) -> str:
+    return "127.0.0.1" if args.host in ("0.0.0.0", "::") else str(args.host)
+
+
+def _check_ports_free(args: argparse.Namespace, host: str) -> None:
+    wanted = [("--api-port", args.api_port)]
+    wanted += [("--worker-port", args.worker_port + i) for i in range(args.workers)]
+    for option, port in wanted:
+        if port_is_open(host, port):
+            raise ServiceStartError(f"port {port} is already in use (choose another with {option})")
+
+
 def _start_app(args: argparse.Namespace, stack: Stack, env: dict[str, str]) -> None:
+    host = _local_host(args)
     python = [sys.executable, "-m", "streamapp"]
     api = stack.spawn(
         "api", [*python, "api", "--host", args.host, "--port", str(args.api_port)], env
@@ -220,7 +234,6 @@ def _start_app(args: argparse.Namespace, stack: Stack, env: dict[str, str]) -> N
         workers.append(
             (stack.spawn(name, [*python, "worker", "--web-port", str(port)], worker_env), port)
         )
-    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     _wait_http(api, f"http://{host}:{args.api_port}/healthz")
     for child, port in workers:
         _wait_http(child, f"http://{host}:{port}/stats/")

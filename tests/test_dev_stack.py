@@ -19,8 +19,17 @@ from tests.harness.processes import wait_for
 APPLICATIONS = 20
 
 
+def _two_free_ports(exclude: int) -> int | None:
+    """Return a port p such that p and p + 1 are free (the workers' ports), else None."""
+    port = free_port()
+    if exclude in (port, port + 1) or port_is_open("127.0.0.1", port + 1):
+        return None
+    return port
+
+
 def test_dev_stack_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
-    api_port, worker_port = free_port(), free_port()
+    api_port = free_port()
+    worker_port = wait_for(lambda: _two_free_ports(exclude=api_port), timeout=10)
     env = {
         k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")
     }
