@@ -10,6 +10,7 @@ from databases import Database
 
 from streamapp.app import app, applications_per_user, dead_letters, new_applications
 from streamapp.config import get_settings
+from streamapp.metrics import RECORDS_ALREADY_PROCESSED, RECORDS_DEAD_LETTERED, RECORDS_PROCESSED
 from streamapp.models.records import ApplicationCreated, InvalidRecord, decode_application
 from streamapp.services import applications as applications_service
 
@@ -50,6 +51,8 @@ async def process_batch(records: Sequence[ApplicationCreated]) -> int:
             "application %d of %r: %s", record.id, record.user_name,
             "processed" if record.id in moved else "already processed",
         )  # fmt: skip
+    RECORDS_PROCESSED.inc(len(moved))
+    RECORDS_ALREADY_PROCESSED.inc(len(records) - len(moved))
     logger.info(
         "batch of %d records: %d processed, %d already processed",
         len(records), len(moved), len(records) - len(moved),
@@ -66,6 +69,7 @@ async def _decode_or_dead_letter(event: Any) -> ApplicationCreated | None:
             "dead-lettering record at %s[%d]@%d: %s",
             message.topic, message.partition, message.offset, exc,
         )  # fmt: skip
+        RECORDS_DEAD_LETTERED.inc()
         await dead_letters.send(
             key=message.key,
             value={

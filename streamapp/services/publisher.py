@@ -17,6 +17,7 @@ from typing import Any
 from databases import Database
 
 from streamapp.db import UNAVAILABLE_ERRORS, raw_connection
+from streamapp.metrics import EVENT_SEND_FAILURES, EVENTS_PUBLISHED
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ class Publisher:
                 ]
                 if published:
                     await self._mark_published(published)
+                    EVENTS_PUBLISHED.labels("fast").inc(len(published))
             except Exception:
                 logger.exception("fast-path publish failed; the relay will retry")
             finally:
@@ -139,6 +141,7 @@ class Publisher:
             published = [row["id"] for row, ok in zip(rows, sent, strict=True) if ok]
             if published:
                 await connection.execute(_MARK_PUBLISHED_SQL, published)
+                EVENTS_PUBLISHED.labels("relay").inc(len(published))
             return len(published), len(rows) - len(published)
 
     async def _send_all(self, events: Sequence[tuple[str, dict[str, Any]]]) -> list[bool]:
@@ -154,6 +157,7 @@ class Publisher:
         )
         failures = [result for result in results if isinstance(result, BaseException)]
         if failures:
+            EVENT_SEND_FAILURES.inc(len(failures))
             logger.warning("%d of %d sends failed: %r", len(failures), len(events), failures[0])
         return [not isinstance(result, BaseException) for result in results]
 

@@ -15,7 +15,7 @@ from streamapp.db import create_database
 from streamapp.producer import ProducerRunner
 from streamapp.services.publisher import Publisher
 from streamapp.web.errors import install_error_handlers
-from streamapp.web.middleware import BodySizeLimit
+from streamapp.web.middleware import BodySizeLimit, RequestMetrics
 from streamapp.web.routes import router
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(api)
     api.include_router(router)
     api.add_middleware(BodySizeLimit, max_bytes=api.state.settings.max_body_bytes)
+    api.add_middleware(RequestMetrics)
     return api
 
 

@@ -1,9 +1,12 @@
-"""ASGI middleware: a hard cap on request body size (413 before any parsing)."""
+"""ASGI middleware: a hard cap on request body size (413 before any parsing), request metrics."""
 
 from __future__ import annotations
 
+import time
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from streamapp.metrics import REQUEST_SECONDS
 from streamapp.web.errors import BODY_TOO_LARGE, error_response
 
 
@@ -53,3 +56,33 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+class RequestMetrics:
+    """Record each request's latency by method, route template and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            route = scope.get("route")
+            # The template, not the raw path, so ids do not explode the label set.
+            template = getattr(route, "path", "unmatched")
+            REQUEST_SECONDS.labels(scope["method"], template, str(status)).observe(
+                time.perf_counter() - started
+            )

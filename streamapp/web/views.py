@@ -7,6 +7,7 @@ from typing import Any
 from faust import web
 
 from streamapp.app import app, applications_per_user
+from streamapp.metrics import exposition
 
 stats = web.Blueprint("stats")
 
@@ -41,3 +42,10 @@ class Summary(web.View):
 
 
 stats.register(app, url_prefix="/stats/")
+
+
+@app.page("/metrics/")
+async def metrics(web_view: web.View, request: web.Request) -> web.Response:
+    """This worker's Prometheus metrics."""
+    body, content_type = exposition()
+    return web_view.bytes(body, content_type=content_type.split(";")[0])

@@ -47,6 +47,13 @@ async def test_post_is_published_processed_and_counted(
     listed = (await client.get("/applications", params={"user_name": user_name})).json()
     assert listed["applications"][0]["status"] == "processed"
     wait_for(lambda: user_count(worker, user_name) == 1, timeout=20)
+    metrics = httpx.get(f"{worker.url}/metrics/", timeout=5).text
+    processed = next(
+        line
+        for line in metrics.splitlines()
+        if line.startswith("streamapp_records_processed_total")
+    )
+    assert float(processed.split()[-1]) >= 1
 
 
 async def test_redelivered_records_change_nothing(

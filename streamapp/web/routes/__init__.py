@@ -2,9 +2,10 @@
 
 from fastapi import APIRouter
 
-from streamapp.web.routes import applications, health, users
+from streamapp.web.routes import applications, health, metrics, users
 
 router = APIRouter()
 router.include_router(applications.router)
 router.include_router(users.router)
 router.include_router(health.router)
+router.include_router(metrics.router)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from streamapp.metrics import APPLICATIONS_CREATED
 from streamapp.models.records import NEW_APPLICATIONS_TOPIC
 from streamapp.models.schemas import (
     ApplicationCreate,
@@ -51,6 +52,7 @@ async def create_application(
     if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     else:
+        APPLICATIONS_CREATED.inc()
         assert created.outbox_id is not None
         assert created.event is not None
         publisher.publish_soon(created.outbox_id, created.event)
