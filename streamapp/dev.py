@@ -9,6 +9,7 @@ rest are stopped and the exit code says so.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -17,10 +18,11 @@ import sys
 import tempfile
 import threading
 import urllib.request
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from dotenv import dotenv_values
 
@@ -35,7 +37,7 @@ DATABASE_NAME = "streamapp"
 # A dev worker joins the group in seconds instead of waiting out Faust's default timeouts.
 DEV_SETTINGS = {
     "WORKER_REBALANCE_TIMEOUT": "5",
-    "WORKER_SESSION_TIMEOUT": "10",
+    "WORKER_SESSION_TIMEOUT": "6",
     "WORKER_HEARTBEAT_INTERVAL": "1",
     "OUTBOX_RELAY_DELAY": "2",
     "OUTBOX_MAX_BACKOFF": "5",
@@ -103,15 +105,26 @@ class Stack:
         return next((c for c in self.children if c.process.poll() is not None), None)
 
     def stop_all(self) -> None:
-        """Stop the API first (no new work), then the workers, then the broker."""
-        for child in sorted(self.children, key=lambda c: c.name == "broker"):
-            if child.process.poll() is None:
-                logger.info("stopping %s", child.name)
+        """Stop the API first (no new work), then the workers together, then the broker."""
+        api = [c for c in self.children if c.name == "api"]
+        broker = [c for c in self.children if c.name == "broker"]
+        workers = [c for c in self.children if c not in api and c not in broker]
+        for group in (api, workers, broker):
+            self._stop(group)
+        self.children.clear()
+
+    def _stop(self, children: list[Child]) -> None:
+        running = [c for c in children if c.process.poll() is None]
+        if running:
+            logger.info("stopping %s", ", ".join(c.name for c in running))
+        for child in running:
+            with suppress(ProcessLookupError):
+                child.process.send_signal(child.stop_signal)
+        for child in children:
             stop_process(child.process, sig=child.stop_signal, timeout=20)
             _kill_group(child.process.pid)
             if child.pump is not None:
                 child.pump.join(timeout=5)
-        self.children.clear()
 
 
 def _kill_group(pid: int) -> None:
@@ -234,18 +247,21 @@ def _start_app(args: argparse.Namespace, stack: Stack, env: dict[str, str]) -> N
         workers.append(
             (stack.spawn(name, [*python, "worker", "--web-port", str(port)], worker_env), port)
         )
-    _wait_http(api, f"http://{host}:{args.api_port}/healthz")
+    _wait_until(api, f"http://{host}:{args.api_port}/healthz", lambda _: True)
     for child, port in workers:
-        _wait_http(child, f"http://{host}:{port}/stats/")
+        # Ready means in the consumer group: it holds partitions (its own or standby ones).
+        _wait_until(child, f"http://{host}:{port}/stats/", lambda stats: bool(stats["assignment"]))
     _announce(args, host, env)
 
 
-def _wait_http(child: Child, url: str) -> None:
+def _wait_until(child: Child, url: str, ready: Callable[[Any], bool]) -> None:
+    """Wait until `url` answers with JSON for which `ready` is true."""
+
     def answers() -> bool:
         try:
-            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 (our own loopback URL)
-                return True
-        except OSError:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback)
+                return ready(json.loads(response.read()))
+        except (OSError, ValueError, KeyError):
             return False
 
     wait_until(answers, process=child.process, timeout=READY_TIMEOUT, what=child.name)
