@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dotenv import dotenv_values
+from sqlalchemy.engine import make_url
 
 from streamapp import schema
 from streamapp.embedded.broker import EmbeddedBroker
@@ -284,6 +285,4 @@ def _announce(args: argparse.Namespace, host: str, env: dict[str, str]) -> None:
 
 
 def _hide_password(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from datetime import datetime
+from pathlib import Path
 
 import asyncpg
 from alembic import command
@@ -143,3 +147,19 @@ async def test_migrations_match_the_tables_in_code(empty_database: str) -> None:
     finally:
         await engine.dispose()
     assert differences == []
+
+
+def test_alembic_cli_and_streamapp_migrate_both_work(empty_database: str) -> None:
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DATABASE_URL": empty_database}
+    bin_dir = Path(sys.executable).parent
+
+    def run(*command: str) -> None:
+        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+
+    run(str(bin_dir / "alembic"), "upgrade", "head")
+    run(str(bin_dir / "alembic"), "downgrade", "-1")
+    run(sys.executable, "-m", "streamapp", "migrate")
+    run(sys.executable, "-m", "streamapp", "migrate", "base", "--down")
+    run(sys.executable, "-m", "streamapp", "migrate", "head")

@@ -31,7 +31,6 @@ ORDER BY id LIMIT $2
 FOR UPDATE SKIP LOCKED
 """
 _MARK_PUBLISHED_SQL = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
-_COUNT_UNPUBLISHED_SQL = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
 
 FAST_PATH_QUEUE_SIZE = 10_000
 FAST_PATH_BATCH = 500
@@ -82,10 +81,6 @@ class Publisher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-
-    async def unpublished(self) -> int:
-        """Return how many outbox rows wait for the broker."""
-        return int(await self._db.fetch_val(_COUNT_UNPUBLISHED_SQL))
 
     async def _run_fast_path(self) -> None:
         while True:

@@ -8,7 +8,6 @@ from typing import Annotated
 from databases import Database
 from fastapi import Depends, Header, Query, Request
 
-from streamapp.config import Settings
 from streamapp.models.tables import IDEMPOTENCY_KEY_MAX
 from streamapp.services.publisher import Publisher
 
@@ -19,11 +18,6 @@ SIZE_MAX = 100
 def get_db(request: Request) -> Database:
     database: Database = request.app.state.db
     return database
-
-
-def get_settings_of_app(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 def get_publisher(request: Request) -> Publisher:
@@ -55,6 +49,5 @@ IdempotencyKey = Annotated[
     ),
 ]
 DatabaseDep = Annotated[Database, Depends(get_db)]
-SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 PaginationDep = Annotated[Pagination, Depends(get_pagination)]
