@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -10,6 +11,7 @@ from databases import Database
 
 from streamapp.app import app, applications_per_user, dead_letters, new_applications
 from streamapp.config import get_settings
+from streamapp.db import UNAVAILABLE_ERRORS
 from streamapp.metrics import RECORDS_ALREADY_PROCESSED, RECORDS_DEAD_LETTERED, RECORDS_PROCESSED
 from streamapp.models.records import ApplicationCreated, InvalidRecord, decode_application
 from streamapp.services import applications as applications_service
@@ -26,7 +28,26 @@ async def process_applications(stream: Any) -> AsyncIterator[int]:
     ):
         records = [record for event in events if (record := await _decode_or_dead_letter(event))]
         if records:
-            yield await process_batch(records)
+            yield await _until_database_answers(records, settings.outbox_max_backoff)
+
+
+async def _until_database_answers(records: Sequence[ApplicationCreated], max_backoff: float) -> int:
+    """Process the batch, waiting out a PostgreSQL outage instead of crashing the worker.
+
+    The batch's offsets are not committed meanwhile, so nothing is skipped; the effects are
+    idempotent, so a batch that failed half-way is safe to apply again.
+    """
+    delay = 0.5
+    while True:
+        try:
+            return await process_batch(records)
+        except UNAVAILABLE_ERRORS as exc:
+            logger.warning(
+                "database unavailable (%s: %s); retrying the batch of %d in %.1fs",
+                type(exc).__name__, exc, len(records), delay,
+            )  # fmt: skip
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_backoff)
 
 
 async def process_batch(records: Sequence[ApplicationCreated]) -> int:
