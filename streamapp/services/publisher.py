@@ -31,6 +31,13 @@ ORDER BY id LIMIT $2
 FOR UPDATE SKIP LOCKED
 """
 _MARK_PUBLISHED_SQL = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+_PRUNE_SQL = """
+DELETE FROM outbox WHERE id IN (
+    SELECT id FROM outbox WHERE published_at < now() - make_interval(secs => $1) LIMIT $2
+)
+"""
+PRUNE_INTERVAL_SECONDS = 60.0
+PRUNE_BATCH = 10_000
 
 FAST_PATH_QUEUE_SIZE = 10_000
 FAST_PATH_BATCH = 500
@@ -49,6 +56,7 @@ class Publisher:
         relay_delay: float,
         relay_batch_size: int,
         max_backoff: float,
+        retention: float,
     ) -> None:
         self._db = db
         self._send = send
@@ -57,6 +65,7 @@ class Publisher:
         self._relay_delay = relay_delay
         self._relay_batch_size = relay_batch_size
         self._max_backoff = max_backoff
+        self._retention = retention
         self._queue: asyncio.Queue[tuple[int, str, dict[str, Any]]] = asyncio.Queue(
             FAST_PATH_QUEUE_SIZE
         )
@@ -72,6 +81,8 @@ class Publisher:
             asyncio.create_task(self._run_fast_path(), name="outbox-fast-path"),
             asyncio.create_task(self._run_relay(), name="outbox-relay"),
         ]
+        if self._retention > 0:
+            self._tasks.append(asyncio.create_task(self._run_pruner(), name="outbox-pruner"))
 
     async def stop(self) -> None:
         """Flush what is queued (bounded by the send timeout), then stop both loops."""
@@ -138,6 +149,28 @@ class Publisher:
                 await connection.execute(_MARK_PUBLISHED_SQL, published)
                 EVENTS_PUBLISHED.labels("relay").inc(len(published))
             return len(published), len(rows) - len(published)
+
+    async def _run_pruner(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
+            try:
+                pruned = await self.prune_once()
+            except Exception as exc:
+                logger.warning("outbox pruning failed: %s", exc)
+                continue
+            if pruned:
+                logger.info("pruned %d published outbox rows", pruned)
+
+    async def prune_once(self) -> int:
+        """Delete rows published longer ago than the retention; return how many."""
+        pruned = 0
+        async with raw_connection(self._db) as connection:
+            while True:
+                status = await connection.execute(_PRUNE_SQL, self._retention, PRUNE_BATCH)
+                deleted = int(status.split()[-1])
+                pruned += deleted
+                if deleted < PRUNE_BATCH:
+                    return pruned
 
     async def _send_all(self, events: Sequence[tuple[str, dict[str, Any]]]) -> list[bool]:
         """Send every event; return, per event, whether the broker acknowledged it in time."""

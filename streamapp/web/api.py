@@ -36,6 +36,7 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         relay_delay=settings.outbox_relay_delay,
         relay_batch_size=settings.outbox_relay_batch_size,
         max_backoff=settings.outbox_max_backoff,
+        retention=settings.outbox_retention_hours * 3600,
     )
     await publisher.start()
     api.state.db, api.state.publisher, api.state.producer = db, publisher, producer
