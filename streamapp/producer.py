@@ -42,11 +42,13 @@ class ProducerRunner:
         return self._ready.is_set()
 
     async def start(self) -> None:
+        """Start connecting in the background; sends fail fast until connected."""
         faust_app.producer_only = True
         faust_app.conf.web_enabled = False  # Faust's web server runs on the workers only
         self._task = asyncio.create_task(self._run(), name="faust-producer")
 
     async def stop(self) -> None:
+        """Stop the Faust app (flushing its producer) or give up waiting for the broker."""
         self._stopping.set()
         if self._task is not None:
             await self._task

@@ -44,7 +44,7 @@ FAST_PATH_BATCH = 500
 
 
 class Publisher:
-    """Owns the two publishing loops of an API process."""
+    """Owns the outbox loops of an API process: fast path, relay, and pruning."""
 
     def __init__(
         self,
@@ -77,6 +77,7 @@ class Publisher:
             self._queue.put_nowait((outbox_id, str(event["user_name"]), event))
 
     async def start(self) -> None:
+        """Start the loops on the running event loop."""
         self._tasks = [
             asyncio.create_task(self._run_fast_path(), name="outbox-fast-path"),
             asyncio.create_task(self._run_relay(), name="outbox-relay"),
@@ -116,33 +117,36 @@ class Publisher:
         backoff = self._relay_interval
         while True:
             await asyncio.sleep(backoff)
-            try:
-                relayed, failed = await self.relay_once()
-            except UNAVAILABLE_ERRORS as exc:
-                relayed, failed = 0, 1
-                logger.warning("outbox relay cannot reach the database: %s", exc)
-            except Exception:
-                relayed, failed = 0, 1
-                logger.exception("outbox relay failed")
-            if relayed:
-                logger.info("outbox relay published %d pending events", relayed)
-            if failed:
-                backoff = min(backoff * 2, self._max_backoff)
-                logger.warning("outbox relay: %d sends failed; next try in %.1fs", failed, backoff)
-            else:
-                backoff = self._relay_interval
+            healthy = await self._relay_pass()
+            backoff = self._relay_interval if healthy else min(backoff * 2, self._max_backoff)
+
+    async def _relay_pass(self) -> bool:
+        """Run one relay pass; return False when it should back off."""
+        try:
+            relayed, failed = await self.relay_once()
+        except UNAVAILABLE_ERRORS as exc:
+            logger.warning("outbox relay cannot reach the database: %s", exc)
+            return False
+        except Exception:
+            logger.exception("outbox relay failed")
+            return False
+        if relayed:
+            logger.info("outbox relay published %d pending events", relayed)
+        if failed:
+            logger.warning("outbox relay: %d sends failed; backing off", failed)
+        return failed == 0
 
     async def relay_once(self) -> tuple[int, int]:
         """Publish one batch of rows older than the relay delay; return (published, failed).
 
         Rows stay locked (SKIP LOCKED) until marked, so relays of several API processes never
-        send the same row at once. A failed send rolls the batch back for a later try.
+        send the same row at once. Rows whose send failed stay unpublished for a later pass.
         """
         async with raw_connection(self._db) as connection, connection.transaction():
             rows = await connection.fetch(_CLAIM_SQL, self._relay_delay, self._relay_batch_size)
             if not rows:
                 return 0, 0
-            events = [(row["key"], _loads(row["payload"])) for row in rows]
+            events = [(row["key"], json.loads(row["payload"])) for row in rows]
             sent = await self._send_all(events)
             published = [row["id"] for row, ok in zip(rows, sent, strict=True) if ok]
             if published:
@@ -192,8 +196,3 @@ class Publisher:
     async def _mark_published(self, outbox_ids: Sequence[int]) -> None:
         async with raw_connection(self._db) as connection:
             await connection.execute(_MARK_PUBLISHED_SQL, list(outbox_ids))
-
-
-def _loads(payload: str) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(payload)
-    return value
