@@ -6,12 +6,13 @@ Configuration is applied when Faust first reads `app.conf`, never at import.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import faust
 from databases import Database
 
-from streamapp.config import get_settings
+from streamapp.config import ConfigError, get_settings
 from streamapp.db import create_database
 from streamapp.models.records import DEAD_LETTER_TOPIC, NEW_APPLICATIONS_TOPIC
 from streamapp.topics import ensure_topic
@@ -61,7 +62,11 @@ app = StreamApp(
 
 @app.on_configured.connect  # type: ignore[arg-type]
 def _configure(sender: Any, conf: Any, **_: Any) -> None:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ConfigError as exc:  # e.g. under `faust -A streamapp.app worker`: one line, no trace
+        sys.stderr.write(f"streamapp: {exc}\n")
+        raise SystemExit(2) from None
     conf.broker = settings.kafka_broker_url
     conf.store = "memory://"
     conf.datadir = settings.worker_data_dir

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     postgres_db: str | None = None
     postgres_host: str = "localhost"
     postgres_port: int = Field(default=5432, ge=1, le=65535)
-    database_url: str | None = None
+    database_url: SecretStr | None = None
     db_pool_min_size: int = Field(default=2, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)
     db_command_timeout: float = Field(default=10.0, gt=0)
@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     def _require_database(self) -> Settings:
         if self.database_url:
             try:
-                make_url(self.database_url)
+                make_url(self.database_url.get_secret_value())
             except Exception as exc:
                 raise ValueError(f"DATABASE_URL is not a database URL: {exc}") from None
             return self
@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> URL:
         """Return the database URL with the asyncpg driver (for Alembic and SQLAlchemy)."""
         if self.database_url:
-            url = make_url(self.database_url.replace("postgres://", "postgresql://", 1))
+            raw = self.database_url.get_secret_value()
+            url = make_url(raw.replace("postgres://", "postgresql://", 1))
             return url.set(drivername="postgresql+asyncpg")
         assert self.postgres_password is not None
         return URL.create(

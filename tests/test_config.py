@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streamapp.config import ConfigError, Settings, load_settings
+from streamapp.config import ConfigError, load_settings
 
 ORIGINAL = {
     "POSTGRES_USER": "app",
@@ -96,11 +96,13 @@ def test_bad_settings_fail_with_one_line_naming_them(
     assert "\n" not in str(error.value)
 
 
-def test_password_is_not_in_the_settings_repr(clean_env: pytest.MonkeyPatch) -> None:
+def test_passwords_are_not_in_the_settings_repr(clean_env: pytest.MonkeyPatch) -> None:
     for name, value in ORIGINAL.items():
         clean_env.setenv(name, value)
-
     assert "p@ss" not in repr(load_settings())
+
+    clean_env.setenv("DATABASE_URL", "postgresql://u:hunter2@h/d")
+    assert "hunter2" not in repr(load_settings())
 
 
 def test_cli_reports_a_bad_setting_in_one_line(tmp_path: Path) -> None:
@@ -116,6 +118,6 @@ def test_cli_reports_a_bad_setting_in_one_line(tmp_path: Path) -> None:
 
 
 def test_settings_are_frozen() -> None:
-    settings = Settings(database_url="postgresql://u@h/d")
+    settings = load_settings(database_url="postgresql://u@h/d")
     with pytest.raises(ValueError, match="frozen"):
         settings.log_level = "DEBUG"  # type: ignore[misc]
