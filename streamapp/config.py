@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     outbox_relay_batch_size: int = Field(default=500, ge=1)
     outbox_max_backoff: float = Field(default=30.0, gt=0)
     outbox_retention_hours: float = Field(default=24.0, ge=0)
+    redeliver_after: float = Field(default=60.0, ge=0)
     publish_timeout: float = Field(default=10.0, gt=0)
 
     max_body_bytes: int = Field(default=16 * 1024, ge=256)

@@ -12,6 +12,10 @@ EVENTS_PUBLISHED = Counter(
     "Outbox events acknowledged by the broker",
     ["path"],  # "fast": right after commit; "relay": retried later
 )
+EVENTS_REDELIVERED = Counter(
+    "streamapp_events_redelivered_total",
+    "Events re-sent because their application was still unprocessed long after publishing",
+)
 EVENT_SEND_FAILURES = Counter(
     "streamapp_event_send_failures_total", "Sends that failed or timed out (retried by the relay)"
 )

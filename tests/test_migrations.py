@@ -48,7 +48,7 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(empty_database: st
         assert await tables(connection) == set()
         await migrate(empty_database, "head")
         assert await tables(connection) == {"applications", "users", "outbox"}
-        assert await connection.fetchval("SELECT version_num FROM alembic_version") == "0003"
+        assert await connection.fetchval("SELECT version_num FROM alembic_version") == "0004"
     finally:
         await connection.close()
 
@@ -56,7 +56,12 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(empty_database: st
 async def test_each_revision_downgrades_to_the_previous_schema(empty_database: str) -> None:
     connection = await asyncpg.connect(empty_database)
     try:
-        for revision, expected in [("0001", {"applications"}), ("0002", {"applications", "users"})]:
+        all_three = {"applications", "users", "outbox"}
+        for revision, expected in [
+            ("0001", {"applications"}),
+            ("0002", {"applications", "users"}),
+            ("0003", all_three),
+        ]:
             await migrate(empty_database, revision)
             before = await columns(connection)
             await migrate(empty_database, "+1")
@@ -163,3 +168,22 @@ def test_alembic_cli_and_streamapp_migrate_both_work(empty_database: str) -> Non
     run(sys.executable, "-m", "streamapp", "migrate")
     run(sys.executable, "-m", "streamapp", "migrate", "base", "--down")
     run(sys.executable, "-m", "streamapp", "migrate", "head")
+
+
+async def test_outbox_rows_learn_their_application(empty_database: str) -> None:
+    await migrate(empty_database, "0003")
+    connection = await asyncpg.connect(empty_database)
+    try:
+        await connection.execute("INSERT INTO users (user_name) VALUES ('dana')")
+        await connection.execute("INSERT INTO applications (user_id, description) VALUES (1, 'x')")
+        await connection.execute(
+            "INSERT INTO outbox (topic, key, payload) VALUES "
+            """('new_applications', 'dana', '{"id": 1}'), ('other', NULL, '{"id": "n/a"}')"""
+        )
+
+        await migrate(empty_database, "head")
+
+        rows = await connection.fetch("SELECT application_id, redeliveries FROM outbox ORDER BY id")
+        assert [tuple(row) for row in rows] == [(1, 0), (None, 0)]
+    finally:
+        await connection.close()

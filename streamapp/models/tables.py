@@ -55,6 +55,8 @@ applications = sa.Table(
     sa.UniqueConstraint("idempotency_key"),
     # Serves "applications of one user, newest first" (the all-applications listing uses the PK).
     sa.Index(None, "user_id", "id"),
+    # The redelivery sweep looks only at applications still waiting; this index stays tiny.
+    sa.Index("ix_applications_waiting", "created_at", postgresql_where=sa.text("status = 'new'")),
 )
 
 outbox = sa.Table(
@@ -68,6 +70,11 @@ outbox = sa.Table(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+    # Which application the event announces, and how often it was re-sent because the
+    # application was still not processed long after publishing.
+    sa.Column("application_id", sa.Integer, nullable=True),
+    sa.Column("redeliveries", sa.Integer, nullable=False, server_default="0"),
     # The relay scans only what is still unpublished, so that index stays small.
     sa.Index("ix_outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),
+    sa.Index(None, "application_id"),
 )

@@ -35,8 +35,8 @@ WITH existing_user AS (
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id, user_id, description, status, created_at, processed_at
 ), queued AS (
-    INSERT INTO outbox (topic, key, payload)
-    SELECT $5, $1, jsonb_build_object(
+    INSERT INTO outbox (topic, key, application_id, payload)
+    SELECT $5, $1, id, jsonb_build_object(
         'id', id, 'user_id', user_id, 'user_name', $1::text,
         'description', description, 'created_at', created_at)
     FROM inserted

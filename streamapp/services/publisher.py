@@ -17,7 +17,7 @@ from typing import Any
 from databases import Database
 
 from streamapp.db import UNAVAILABLE_ERRORS, raw_connection
-from streamapp.metrics import EVENT_SEND_FAILURES, EVENTS_PUBLISHED
+from streamapp.metrics import EVENT_SEND_FAILURES, EVENTS_PUBLISHED, EVENTS_REDELIVERED
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,21 @@ DELETE FROM outbox WHERE id IN (
     SELECT id FROM outbox WHERE published_at < now() - make_interval(secs => $1) LIMIT $2
 )
 """
+# Re-arms the outbox row of an application still `new` long after its event was published
+# (a consumer can skip records around a rebalance); the relay then sends it again. Each
+# further redelivery of the same row waits twice as long, at most 64 times the first wait.
+_REDELIVER_SQL = """
+WITH waiting AS (
+    SELECT id FROM applications
+    WHERE status = 'new' AND created_at < now() - make_interval(secs => $1)
+    ORDER BY created_at LIMIT $2
+)
+UPDATE outbox AS o SET published_at = NULL, redeliveries = o.redeliveries + 1
+FROM waiting
+WHERE o.application_id = waiting.id
+  AND o.published_at < now() - make_interval(secs => $1 * power(2, least(o.redeliveries, 6)))
+RETURNING o.id
+"""
 PRUNE_INTERVAL_SECONDS = 60.0
 PRUNE_BATCH = 10_000
 
@@ -44,7 +59,7 @@ FAST_PATH_BATCH = 500
 
 
 class Publisher:
-    """Owns the outbox loops of an API process: fast path, relay, and pruning."""
+    """Owns the outbox loops of an API process: fast path, relay, redelivery, pruning."""
 
     def __init__(
         self,
@@ -57,6 +72,7 @@ class Publisher:
         relay_batch_size: int,
         max_backoff: float,
         retention: float,
+        redeliver_after: float,
     ) -> None:
         self._db = db
         self._send = send
@@ -66,6 +82,7 @@ class Publisher:
         self._relay_batch_size = relay_batch_size
         self._max_backoff = max_backoff
         self._retention = retention
+        self._redeliver_after = redeliver_after
         self._queue: asyncio.Queue[tuple[int, str, dict[str, Any]]] = asyncio.Queue(
             FAST_PATH_QUEUE_SIZE
         )
@@ -84,6 +101,8 @@ class Publisher:
         ]
         if self._retention > 0:
             self._tasks.append(asyncio.create_task(self._run_pruner(), name="outbox-pruner"))
+        if self._redeliver_after > 0:
+            self._tasks.append(asyncio.create_task(self._run_sweeper(), name="outbox-sweeper"))
 
     async def stop(self) -> None:
         """Flush what is queued (bounded by the send timeout), then stop both loops."""
@@ -153,6 +172,29 @@ class Publisher:
                 await connection.execute(_MARK_PUBLISHED_SQL, published)
                 EVENTS_PUBLISHED.labels("relay").inc(len(published))
             return len(published), len(rows) - len(published)
+
+    async def _run_sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(max(self._redeliver_after / 2, 1.0))
+            try:
+                requeued = await self.redeliver_once()
+            except Exception as exc:
+                logger.warning("redelivery sweep failed: %s", exc)
+                continue
+            if requeued:
+                logger.warning(
+                    "%d applications were still new %.0fs after publishing; sending them again",
+                    requeued, self._redeliver_after,
+                )  # fmt: skip
+
+    async def redeliver_once(self) -> int:
+        """Re-arm the events of applications left unprocessed; return how many."""
+        async with raw_connection(self._db) as connection:
+            rows = await connection.fetch(
+                _REDELIVER_SQL, self._redeliver_after, self._relay_batch_size
+            )
+        EVENTS_REDELIVERED.inc(len(rows))
+        return len(rows)
 
     async def _run_pruner(self) -> None:
         while True:

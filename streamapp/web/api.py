@@ -37,6 +37,7 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         relay_batch_size=settings.outbox_relay_batch_size,
         max_backoff=settings.outbox_max_backoff,
         retention=settings.outbox_retention_hours * 3600,
+        redeliver_after=settings.redeliver_after,
     )
     await publisher.start()
     api.state.db, api.state.publisher, api.state.producer = db, publisher, producer
