@@ -29,6 +29,8 @@ async def own_postgres() -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
 async def store_new_applications(url: str, user_name: str, count: int) -> list[dict]:
     connection = await asyncpg.connect(url)
     try:
+        # Ids far from the session database's, whose events share the topic with these.
+        await connection.execute("ALTER SEQUENCE applications_id_seq RESTART WITH 1000000000")
         user_id = await connection.fetchval(
             "INSERT INTO users (user_name) VALUES ($1) RETURNING id", user_name
         )
