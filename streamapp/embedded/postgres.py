@@ -44,7 +44,7 @@ class EmbeddedPostgres:
         self.host = host
         self.port = port or free_port(host)
         self.durable = durable
-        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-postgres.log"
+        self.log_path = self.data_dir.parent / "postgres.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._run_as = SERVICE_USER if os.geteuid() == 0 else None
