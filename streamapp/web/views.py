@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from aiokafka.partitioner import murmur2
 from faust import web
 
 from streamapp.app import app, applications_per_user
 from streamapp.metrics import exposition
+from streamapp.models.records import NEW_APPLICATIONS_TOPIC
 
 stats = web.Blueprint("stats")
 
@@ -22,21 +22,38 @@ class UserStats(web.View):
         return self.json({"user_name": user_name, "processed": processed})
 
 
+def partition_of(key: bytes, partitions: int) -> int:
+    """Return the partition Kafka's default partitioner gives `key` (murmur2, as the producer)."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 @stats.route("/", name="summary")
 class Summary(web.View):
-    """This worker's partitions and the users whose counts it holds."""
+    """This worker's partitions, and the users it owns (their records' partition is active here).
+
+    The table also holds standby copies of other workers' keys; those are left out.
+    """
 
     async def get(self, request: web.Request) -> web.Response:
         assignment = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment())
-        local: dict[str, Any] = {
-            key.decode(errors="replace"): value for key, value in applications_per_user.items()
+        active = {
+            tp.partition
+            for tp in app.assignor.assigned_actives()
+            if tp.topic == NEW_APPLICATIONS_TOPIC
+        }
+        partitions = app.conf.topic_partitions
+        owned: dict[str, int] = {
+            key.decode(errors="replace"): value
+            for key, value in applications_per_user.items()
+            if partition_of(key, partitions) in active
         }
         return self.json(
             {
                 "worker": f"{app.conf.web_host}:{app.conf.web_port}",
                 "assignment": [{"topic": t, "partition": p} for t, p in assignment],
-                "users": local,
-                "total_processed": sum(local.values()),
+                "active_partitions": sorted(active),
+                "users": owned,
+                "total_processed": sum(owned.values()),
             }
         )
 

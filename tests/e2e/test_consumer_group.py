@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import TEST_SETTINGS
 from tests.e2e.conftest import TOPIC, post_applications, user_count, wait_processed
-from tests.harness.processes import wait_for
+from tests.harness.processes import http_json, wait_for
 
 PARTITIONS = set(range(int(TEST_SETTINGS["TOPIC_PARTITIONS"])))
 
@@ -74,3 +74,10 @@ async def test_stopped_worker_partitions_move_and_nothing_is_lost(
         message="table counts differ from PostgreSQL",
     )
     assert all(user_count(workers[1], name) == n for name, n in expected.items())
+    # Each user is owned by exactly one worker, which holds the same count.
+    owned: dict[str, int] = {}
+    for worker in workers:
+        for name, count in http_json(f"{worker.url}/stats/")["users"].items():
+            assert name not in owned, f"{name} owned twice"
+            owned[name] = count
+    assert {name: owned.get(name) for name in expected} == expected
