@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 
@@ -19,6 +19,7 @@ from streamapp.services import applications as applications_service
 from streamapp.web.deps import (
     DatabaseDep,
     IdempotencyKey,
+    Pagination,
     PaginationDep,
     PublisherDep,
 )
@@ -71,6 +72,13 @@ async def list_applications(
     rows, total = await applications_service.get_all(
         db=db, page=pagination.page, size=pagination.size, user_name=user_name
     )
+    return applications_page(rows, total, pagination)
+
+
+def applications_page(
+    rows: list[dict[str, Any]], total: int, pagination: Pagination
+) -> ApplicationsPage:
+    """Build one page of the applications listing."""
     return ApplicationsPage(
         applications=[ApplicationPublic.model_validate(row) for row in rows],
         page=pagination.page,

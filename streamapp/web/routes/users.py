@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response, status
 
 from streamapp.models.schemas import (
-    ApplicationPublic,
     ApplicationsPage,
     UserCreate,
     UserPublic,
@@ -17,6 +16,7 @@ from streamapp.services import applications as applications_service
 from streamapp.services import users as users_service
 from streamapp.web.deps import DatabaseDep, PaginationDep
 from streamapp.web.errors import ERROR_RESPONSES
+from streamapp.web.routes.applications import applications_page
 
 router = APIRouter(prefix="/users", tags=["users"], responses=ERROR_RESPONSES)
 
@@ -67,9 +67,4 @@ async def list_user_applications(
     rows, total = await applications_service.get_all(
         db=db, page=pagination.page, size=pagination.size, user_id=user_id
     )
-    return ApplicationsPage(
-        applications=[ApplicationPublic.model_validate(row) for row in rows],
-        page=pagination.page,
-        size=pagination.size,
-        total=total,
-    )
+    return applications_page(rows, total, pagination)
