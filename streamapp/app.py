@@ -13,7 +13,7 @@ import faust
 from databases import Database
 
 from streamapp.config import ConfigError, get_settings
-from streamapp.db import create_database
+from streamapp.db import connect, create_database
 from streamapp.models.records import DEAD_LETTER_TOPIC, NEW_APPLICATIONS_TOPIC
 from streamapp.topics import ensure_topic
 
@@ -46,7 +46,7 @@ class StreamApp(faust.App):
             expected=False,
         )
         self.database = create_database(settings)
-        await self.database.connect()
+        await connect(self.database)
 
     async def on_stop(self) -> None:
         await super().on_stop()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,6 +13,9 @@ import asyncpg
 from databases import Database
 
 from streamapp.config import Settings
+from streamapp.errors import DatabaseUnavailable
+
+logger = logging.getLogger(__name__)
 
 # Errors that mean PostgreSQL is unreachable, restarting or shutting down: answered with 503
 # and retried by background loops, never shown to a client as a 500.
@@ -31,6 +37,25 @@ def create_database(settings: Settings) -> Database:
         max_size=settings.db_pool_max_size,
         command_timeout=settings.db_command_timeout,
     )
+
+
+async def connect(db: Database, *, within: float = 30.0) -> None:
+    """Open the pool, waiting up to `within` seconds for PostgreSQL to accept connections."""
+    deadline = time.monotonic() + within
+    delay = 0.5
+    while True:
+        try:
+            await db.connect()
+            return
+        except UNAVAILABLE_ERRORS as exc:
+            if time.monotonic() + delay > deadline:
+                raise DatabaseUnavailable(
+                    f"PostgreSQL at {db.url.hostname}:{db.url.port} did not accept connections "
+                    f"within {within:.0f}s ({type(exc).__name__}: {exc})"
+                ) from None
+            logger.warning("PostgreSQL not reachable yet (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 @asynccontextmanager

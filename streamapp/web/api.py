@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from streamapp import __version__
 from streamapp.config import Settings, get_settings
-from streamapp.db import create_database
+from streamapp.db import connect, create_database
 from streamapp.producer import ProducerRunner
 from streamapp.services.publisher import Publisher
 from streamapp.web.errors import install_error_handlers
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 async def lifespan(api: FastAPI) -> AsyncIterator[None]:
     settings: Settings = api.state.settings
     db = create_database(settings)
-    await db.connect()
+    await connect(db)
     producer = ProducerRunner(settings)
     await producer.start()
     publisher = Publisher(
