@@ -64,3 +64,23 @@ async def test_database_outage_gives_503_then_recovers(
         assert httpx.get(f"{api.url}/readyz", timeout=10).status_code == 200
     finally:
         api.stop()
+
+
+async def test_api_started_before_the_database_waits_for_it(
+    own_postgres: EmbeddedPostgres, service_env: dict[str, str]
+) -> None:
+    url = own_postgres.create_database("streamapp_test_late")
+    await asyncio.to_thread(schema.upgrade, url)
+    own_postgres.stop()
+    api = Api(child_env(**{**service_env, "DATABASE_URL": url})).start()
+    try:
+        await asyncio.sleep(2)
+        assert api.process is not None
+        assert api.process.poll() is None  # still waiting, not crashed
+        assert "PostgreSQL not reachable yet" in api.log()
+
+        own_postgres.start()
+        api.wait_ready()
+        assert post(api, "late").status_code == 201
+    finally:
+        api.stop()
