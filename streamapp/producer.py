@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import datetime
 from typing import Any
 
 from faust.contrib.asgi import faust_app_running
@@ -18,7 +17,7 @@ from faust.contrib.asgi import faust_app_running
 from streamapp.app import app as faust_app
 from streamapp.app import new_applications
 from streamapp.config import Settings
-from streamapp.models.records import NEW_APPLICATIONS_TOPIC, ApplicationCreated
+from streamapp.models.records import NEW_APPLICATIONS_TOPIC, application_from_event
 from streamapp.topics import ensure_topic
 
 logger = logging.getLogger(__name__)
@@ -58,13 +57,7 @@ class ProducerRunner:
         """Send one outbox event; the returned future resolves on the broker's ack."""
         if not self.ready:
             raise BrokerUnavailable("the Kafka producer is not connected yet")
-        record = ApplicationCreated(
-            id=event["id"],
-            user_id=event["user_id"],
-            user_name=event["user_name"],
-            description=event["description"],
-            created_at=datetime.fromisoformat(event["created_at"]),
-        )
+        record = application_from_event(event)
         return await new_applications.send(key=key.encode(), value=record.dumps())
 
     async def _run(self) -> None:

@@ -52,13 +52,17 @@ def decode_application(raw: bytes | None) -> ApplicationCreated:
         if not isinstance(value, expected) or isinstance(value, bool):
             raise InvalidRecord(f"field {field!r} has the wrong type")
     try:
-        created_at = datetime.fromisoformat(data["created_at"])
+        return application_from_event(data)
     except ValueError:
         raise InvalidRecord("field 'created_at' is not an ISO 8601 timestamp") from None
+
+
+def application_from_event(event: dict[str, Any]) -> ApplicationCreated:
+    """Build the record from an event's fields (an outbox payload, or a decoded value)."""
     return ApplicationCreated(
-        id=data["id"],
-        user_id=data["user_id"],
-        user_name=data["user_name"],
-        description=data["description"],
-        created_at=created_at,
+        id=event["id"],
+        user_id=event["user_id"],
+        user_name=event["user_name"],
+        description=event["description"],
+        created_at=datetime.fromisoformat(event["created_at"]),
     )

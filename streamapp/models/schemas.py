@@ -54,8 +54,6 @@ Phone = Annotated[
 ]  # fmt: skip
 Timestamp = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
 
-PAGE_SIZE_MAX = 100
-
 
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")

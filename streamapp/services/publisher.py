@@ -174,18 +174,16 @@ class Publisher:
             return len(published), len(rows) - len(published)
 
     async def _run_sweeper(self) -> None:
-        while True:
-            await asyncio.sleep(max(self._redeliver_after / 2, 1.0))
-            try:
-                requeued = await self.redeliver_once()
-            except Exception as exc:
-                logger.warning("redelivery sweep failed: %s", exc)
-                continue
-            if requeued:
-                logger.warning(
-                    "%d applications were still new %.0fs after publishing; sending them again",
-                    requeued, self._redeliver_after,
-                )  # fmt: skip
+        await _every(
+            max(self._redeliver_after / 2, 1.0),
+            self.redeliver_once,
+            what="redelivery sweep",
+            report=lambda n: logger.warning(
+                "%d applications were still new %.0fs after publishing; sending them again",
+                n,
+                self._redeliver_after,
+            ),
+        )
 
     async def redeliver_once(self) -> int:
         """Re-arm the events of applications left unprocessed; return how many."""
@@ -197,15 +195,12 @@ class Publisher:
         return len(rows)
 
     async def _run_pruner(self) -> None:
-        while True:
-            await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
-            try:
-                pruned = await self.prune_once()
-            except Exception as exc:
-                logger.warning("outbox pruning failed: %s", exc)
-                continue
-            if pruned:
-                logger.info("pruned %d published outbox rows", pruned)
+        await _every(
+            PRUNE_INTERVAL_SECONDS,
+            self.prune_once,
+            what="outbox pruning",
+            report=lambda n: logger.info("pruned %d published outbox rows", n),
+        )
 
     async def prune_once(self) -> int:
         """Delete rows published longer ago than the retention; return how many."""
@@ -238,3 +233,22 @@ class Publisher:
     async def _mark_published(self, outbox_ids: Sequence[int]) -> None:
         async with raw_connection(self._db) as connection:
             await connection.execute(_MARK_PUBLISHED_SQL, list(outbox_ids))
+
+
+async def _every(
+    interval: float,
+    job: Callable[[], Awaitable[int]],
+    *,
+    what: str,
+    report: Callable[[int], None],
+) -> None:
+    """Run `job` every `interval` seconds; report a non-zero count, log failures, go on."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            count = await job()
+        except Exception as exc:
+            logger.warning("%s failed: %s", what, exc)
+            continue
+        if count:
+            report(count)
