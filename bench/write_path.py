@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from databases import Database
 
-from streamapp import schema
-from streamapp.embedded.postgres import EmbeddedPostgres
+from streamapp import migrate
+from streamapp.dev.postgres import EmbeddedPostgres
 from streamapp.models.schemas import ApplicationCreate
 from streamapp.services import applications
 
@@ -47,7 +47,7 @@ async def main(seconds: float, concurrency: int) -> None:
     server.start()
     try:
         url = server.create_database("bench")
-        await asyncio.to_thread(schema.upgrade, url)
+        await asyncio.to_thread(migrate.upgrade, url)
         pool = await asyncpg.create_pool(url, min_size=10, max_size=10)
         db = Database(url, min_size=10, max_size=10)
         await db.connect()

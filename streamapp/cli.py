@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from streamapp.config import ConfigError, Settings, get_settings
+from streamapp.config import Settings, get_settings_or_exit
 from streamapp.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -24,11 +24,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # The dev stack provides the database and broker settings to its children.
         configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
         raise SystemExit(args.run(args))
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        sys.stderr.write(f"streamapp: {exc}\n")
-        raise SystemExit(2) from None
+    settings = get_settings_or_exit()
     configure_logging(settings.log_level)
     args.run(args, settings, rest)
 
@@ -60,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_dev_arguments(parser: argparse.ArgumentParser) -> None:
-    from streamapp.dev import add_arguments
+    from streamapp.dev.stack import add_arguments
 
     add_arguments(parser)
 
@@ -79,27 +75,37 @@ def _run_api(args: argparse.Namespace, settings: Settings, _: Sequence[str]) -> 
     )
 
 
-def _run_worker(args: argparse.Namespace, settings: Settings, rest: Sequence[str]) -> None:
-    from streamapp.app import app
+# Faust's --loglevel takes its own names, not the logging module's. Its "crit" fails in the
+# logging set-up, so CRITICAL starts at "error"; the app applies LOG_LEVEL itself at start.
+FAUST_LOG_LEVELS = {
+    "DEBUG": "debug",
+    "INFO": "info",
+    "WARNING": "warn",
+    "ERROR": "error",
+    "CRITICAL": "error",
+}
 
-    sys.argv = [
-        "streamapp worker", "worker", "--web-port", str(args.web_port),
-        "--loglevel", settings.log_level.lower(), *rest,
-    ]  # fmt: skip
+
+def _run_worker(args: argparse.Namespace, settings: Settings, rest: Sequence[str]) -> None:
+    from streamapp.stream.app import app
+
+    level = FAUST_LOG_LEVELS[settings.log_level]
+    sys.argv = ["streamapp worker", "worker", "--web-port", str(args.web_port)]
+    sys.argv += ["--loglevel", level, *rest]
     app.main()
 
 
 def _run_migrate(args: argparse.Namespace, settings: Settings, _: Sequence[str]) -> None:
-    from streamapp import schema
+    from streamapp import migrate
 
     if args.down:
-        schema.downgrade(revision=args.revision)
+        migrate.downgrade(revision=args.revision)
     else:
-        schema.upgrade(revision=args.revision)
+        migrate.upgrade(revision=args.revision)
     logger.info("database at revision %s", args.revision)
 
 
 def _run_dev(args: argparse.Namespace) -> int:
-    from streamapp.dev import run
+    from streamapp.dev.stack import run
 
     return run(args)

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import functools
-from typing import Literal
+import sys
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Duration = Annotated[float, Field(gt=0)]
+NonNegativeDuration = Annotated[float, Field(ge=0)]
+Count = Annotated[int, Field(ge=1)]
 REQUIRED_WITHOUT_DATABASE_URL = ("postgres_user", "postgres_password", "postgres_db")
 
 
@@ -28,29 +39,31 @@ class Settings(BaseSettings):
     postgres_host: str = "localhost"
     postgres_port: int = Field(default=5432, ge=1, le=65535)
     database_url: SecretStr | None = None
-    db_pool_min_size: int = Field(default=2, ge=1)
-    db_pool_max_size: int = Field(default=10, ge=1)
-    db_command_timeout: float = Field(default=10.0, gt=0)
+    # Declared before the minimum, which is checked against it.
+    db_pool_max_size: Count = 10
+    db_pool_min_size: Count = 2
+    db_command_timeout: Duration = 10.0
 
     kafka_bootstrap_servers: str = "localhost:9092"
+    # The original service's name for the consumer's broker; accepted and not used.
     host_consumer: str | None = None
-    topic_partitions: int = Field(default=8, ge=1)
-    topic_replication_factor: int = Field(default=1, ge=1)
-    worker_batch_size: int = Field(default=200, ge=1)
-    worker_batch_seconds: float = Field(default=0.5, gt=0)
-    worker_rebalance_timeout: float = Field(default=60.0, gt=0)
-    worker_session_timeout: float = Field(default=60.0, gt=0)
-    worker_heartbeat_interval: float = Field(default=3.0, gt=0)
+    topic_partitions: Count = 8
+    topic_replication_factor: Count = 1
+    worker_batch_size: Count = 200
+    worker_batch_seconds: Duration = 0.5
+    worker_rebalance_timeout: Duration = 60.0
+    worker_session_timeout: Duration = 60.0
+    worker_heartbeat_interval: Duration = 3.0
     worker_data_dir: str = ".streamapp-data"
     worker_web_host: str | None = None
 
-    outbox_relay_interval: float = Field(default=1.0, gt=0)
-    outbox_relay_delay: float = Field(default=5.0, ge=0)
-    outbox_relay_batch_size: int = Field(default=500, ge=1)
-    outbox_max_backoff: float = Field(default=30.0, gt=0)
-    outbox_retention_hours: float = Field(default=24.0, ge=0)
-    redeliver_after: float = Field(default=60.0, ge=0)
-    publish_timeout: float = Field(default=10.0, gt=0)
+    outbox_relay_interval: Duration = 1.0
+    outbox_relay_delay: NonNegativeDuration = 5.0
+    outbox_relay_batch_size: Count = 500
+    outbox_max_backoff: Duration = 30.0
+    outbox_retention_hours: NonNegativeDuration = 24.0
+    redeliver_after: NonNegativeDuration = 60.0
+    publish_timeout: Duration = 10.0
 
     max_body_bytes: int = Field(default=16 * 1024, ge=256)
     log_level: LogLevel = "INFO"
@@ -64,20 +77,32 @@ class Settings(BaseSettings):
                     data[key] = data[key].strip().upper()
         return data
 
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                make_url(value.get_secret_value())
+            except Exception as exc:
+                raise ValueError(f"not a database URL: {exc}") from None
+        return value
+
+    @field_validator("db_pool_min_size")
+    @classmethod
+    def _check_pool_sizes(cls, value: int, info: ValidationInfo) -> int:
+        maximum = info.data.get("db_pool_max_size")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"must not be larger than DB_POOL_MAX_SIZE ({maximum})")
+        return value
+
     @model_validator(mode="after")
     def _require_database(self) -> Settings:
         if self.database_url:
-            try:
-                make_url(self.database_url.get_secret_value())
-            except Exception as exc:
-                raise ValueError(f"DATABASE_URL is not a database URL: {exc}") from None
             return self
         missing = [name for name in REQUIRED_WITHOUT_DATABASE_URL if not getattr(self, name)]
         if missing:
             names = ", ".join(name.upper() for name in missing)
             raise ValueError(f"missing setting {names} (or set DATABASE_URL)")
-        if self.db_pool_min_size > self.db_pool_max_size:
-            raise ValueError("DB_POOL_MIN_SIZE is larger than DB_POOL_MAX_SIZE")
         return self
 
     @property
@@ -132,3 +157,12 @@ def _describe(exc: ValidationError) -> str:
 def get_settings() -> Settings:
     """Return the process-wide settings, read once."""
     return load_settings()
+
+
+def get_settings_or_exit() -> Settings:
+    """Return the settings; a bad one ends the process with one line and exit code 2."""
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        sys.stderr.write(f"streamapp: {exc}\n")
+        raise SystemExit(2) from None

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,8 +11,7 @@ from databases import Database
 
 from streamapp.config import Settings
 from streamapp.errors import DatabaseUnavailable
-
-logger = logging.getLogger(__name__)
+from streamapp.retry import Backoff, retry
 
 # Errors that mean PostgreSQL is unreachable, restarting or shutting down: answered with 503
 # and retried by background loops, never shown to a client as a 500.
@@ -41,21 +37,19 @@ def create_database(settings: Settings) -> Database:
 
 async def connect(db: Database, *, within: float = 30.0) -> None:
     """Open the pool, waiting up to `within` seconds for PostgreSQL to accept connections."""
-    deadline = time.monotonic() + within
-    delay = 0.5
-    while True:
-        try:
-            await db.connect()
-            return
-        except UNAVAILABLE_ERRORS as exc:
-            if time.monotonic() + delay > deadline:
-                raise DatabaseUnavailable(
-                    f"PostgreSQL at {db.url.hostname}:{db.url.port} did not accept connections "
-                    f"within {within:.0f}s ({type(exc).__name__}: {exc})"
-                ) from None
-            logger.warning("PostgreSQL not reachable yet (%s); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    try:
+        await retry(
+            db.connect,
+            retry_on=UNAVAILABLE_ERRORS,
+            what="PostgreSQL not reachable yet",
+            backoff=Backoff(0.5, 5.0),
+            within=within,
+        )
+    except UNAVAILABLE_ERRORS as exc:
+        raise DatabaseUnavailable(
+            f"PostgreSQL at {db.url.hostname}:{db.url.port} did not accept connections "
+            f"within {within:.0f}s ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 @asynccontextmanager

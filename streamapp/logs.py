@@ -23,7 +23,8 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    # The process's real stderr: a Faust worker replaces sys.stderr with a proxy into logging.
+    handler = logging.StreamHandler(sys.__stderr__)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root.addHandler(handler)
     root.setLevel(numeric)

@@ -13,27 +13,12 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from streamapp import schema
+from streamapp import migrate
 from streamapp.config import get_settings
-from streamapp.embedded.postgres import EmbeddedPostgres
+from streamapp.dev.postgres import EmbeddedPostgres
 from tests.harness.kafka import ApacheKafka
 from tests.harness.postgres import PostgresServer
-
-# Timings that keep a test worker's first group join and failure detection short.
-TEST_SETTINGS = {
-    "TOPIC_PARTITIONS": "6",
-    "WORKER_REBALANCE_TIMEOUT": "10",
-    "WORKER_SESSION_TIMEOUT": "6",
-    "WORKER_HEARTBEAT_INTERVAL": "1",
-    "WORKER_BATCH_SECONDS": "0.2",
-    "OUTBOX_RELAY_INTERVAL": "0.5",
-    "OUTBOX_RELAY_DELAY": "1",
-    "OUTBOX_MAX_BACKOFF": "2",
-    "PUBLISH_TIMEOUT": "5",
-    "REDELIVER_AFTER": "5",
-    "LOG_LEVEL": "INFO",
-    "WORKER_WEB_HOST": "127.0.0.1",
-}
+from tests.harness.settings import TEST_SETTINGS
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +67,7 @@ async def empty_database(postgres: PostgresServer) -> AsyncIterator[str]:
 async def database_url(postgres: PostgresServer) -> AsyncIterator[str]:
     """The session's database, migrated to head."""
     url = await postgres.create_database()
-    await asyncio.to_thread(schema.upgrade, url)  # Alembic runs its own event loop
+    await asyncio.to_thread(migrate.upgrade, url)  # Alembic runs its own event loop
     yield url
     await postgres.drop_database(url)
 

@@ -38,8 +38,11 @@ def test_original_variables_build_the_database_url(clean_env: pytest.MonkeyPatch
 
     url = settings.sqlalchemy_url
     assert (url.host, url.port, url.database, url.username) == (
-        "db.internal", 6543, "applications", "app",
-    )  # fmt: skip
+        "db.internal",
+        6543,
+        "applications",
+        "app",
+    )
     assert url.password == "p@ss:word/#"
     assert settings.asyncpg_dsn.startswith("postgresql://app:")
     assert settings.log_level == "DEBUG"
@@ -80,7 +83,20 @@ def test_several_bootstrap_servers(clean_env: pytest.MonkeyPatch) -> None:
         ({**ORIGINAL, "POSTGRES_PORT": "70000"}, "invalid setting POSTGRES_PORT"),
         ({**ORIGINAL, "LOG_LEVEL": "LOUD"}, "invalid setting LOG_LEVEL"),
         ({**ORIGINAL, "TOPIC_PARTITIONS": "0"}, "invalid setting TOPIC_PARTITIONS"),
-        ({"DATABASE_URL": "not a url"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "not a url"}, "invalid setting DATABASE_URL: not a database URL"),
+        (
+            {**ORIGINAL, "DB_POOL_MIN_SIZE": "5", "DB_POOL_MAX_SIZE": "2"},
+            "invalid setting DB_POOL_MIN_SIZE: must not be larger than DB_POOL_MAX_SIZE (2)",
+        ),
+        (
+            {
+                "DATABASE_URL": "postgresql://u@h/d",
+                "DB_POOL_MIN_SIZE": "5",
+                "DB_POOL_MAX_SIZE": "2",
+            },
+            "invalid setting DB_POOL_MIN_SIZE: must not be larger than DB_POOL_MAX_SIZE (2)",
+        ),
+        ({"DATABASE_URL": "postgresql://u@h/d", "DB_POOL_MAX_SIZE": "0"}, "DB_POOL_MAX_SIZE"),
     ],
 )
 def test_bad_settings_fail_with_one_line_naming_them(
@@ -105,16 +121,46 @@ def test_passwords_are_not_in_the_settings_repr(clean_env: pytest.MonkeyPatch) -
     assert "hunter2" not in repr(load_settings())
 
 
-def test_cli_reports_a_bad_setting_in_one_line(tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "POSTGRES_PORT": "x", "HOME": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-m", "streamapp", "migrate"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+def test_equal_pool_sizes_are_fine(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("DATABASE_URL", "postgresql://u@h/d")
+    clean_env.setenv("DB_POOL_MIN_SIZE", "4")
+    clean_env.setenv("DB_POOL_MAX_SIZE", "4")
 
-    assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0
-    assert result.stderr.startswith("streamapp: invalid")
+    settings = load_settings()
+
+    assert (settings.db_pool_min_size, settings.db_pool_max_size) == (4, 4)
+
+
+FAUST = str(Path(sys.executable).with_name("faust"))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "streamapp", "migrate"],
+        [sys.executable, "-m", "streamapp", "api"],
+        [sys.executable, "-m", "streamapp", "worker"],
+        [FAUST, "-A", "streamapp.stream.app", "worker"],
+    ],
+    ids=["migrate", "api", "worker", "faust-worker"],
+)
+def test_every_entry_point_reports_a_bad_setting_in_one_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "DATABASE_URL": "postgresql://u:pw@127.0.0.1:1/d",
+        "DB_POOL_MIN_SIZE": "5",
+        "DB_POOL_MAX_SIZE": "2",
+    }
+    result = subprocess.run(
+        command, env=env, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith("streamapp: invalid setting DB_POOL_MIN_SIZE:")
 
 
 def test_settings_are_frozen() -> None:

@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from streamapp import schema
+from streamapp import migrate
 from streamapp.models.tables import metadata
 
 ORIGINAL_ROWS = [
@@ -27,8 +27,8 @@ ORIGINAL_ROWS = [
 ]
 
 
-async def migrate(url: str, revision: str, *, down: bool = False) -> None:
-    action = schema.downgrade if down else schema.upgrade
+async def run_migration(url: str, revision: str, *, down: bool = False) -> None:
+    action = migrate.downgrade if down else migrate.upgrade
     await asyncio.to_thread(action, url, revision)
 
 
@@ -41,12 +41,12 @@ async def tables(connection: asyncpg.Connection) -> set[str]:
 
 
 async def test_upgrade_downgrade_upgrade_on_an_empty_database(empty_database: str) -> None:
-    await migrate(empty_database, "head")
-    await migrate(empty_database, "base", down=True)
+    await run_migration(empty_database, "head")
+    await run_migration(empty_database, "base", down=True)
     connection = await asyncpg.connect(empty_database)
     try:
         assert await tables(connection) == set()
-        await migrate(empty_database, "head")
+        await run_migration(empty_database, "head")
         assert await tables(connection) == {"applications", "users", "outbox"}
         assert await connection.fetchval("SELECT version_num FROM alembic_version") == "0004"
     finally:
@@ -62,10 +62,10 @@ async def test_each_revision_downgrades_to_the_previous_schema(empty_database: s
             ("0002", {"applications", "users"}),
             ("0003", all_three),
         ]:
-            await migrate(empty_database, revision)
+            await run_migration(empty_database, revision)
             before = await columns(connection)
-            await migrate(empty_database, "+1")
-            await migrate(empty_database, "-1", down=True)
+            await run_migration(empty_database, "+1")
+            await run_migration(empty_database, "-1", down=True)
             assert await tables(connection) == expected
             assert await columns(connection) == before
     finally:
@@ -81,14 +81,14 @@ async def columns(connection: asyncpg.Connection) -> list[tuple[str, str, str, s
 
 
 async def test_backfill_from_a_populated_original_database(empty_database: str) -> None:
-    await migrate(empty_database, "0001")
+    await run_migration(empty_database, "0001")
     connection = await asyncpg.connect(empty_database)
     try:
         await connection.executemany(
             "INSERT INTO applications (user_name, description, created_at) VALUES ($1, $2, $3)",
             ORIGINAL_ROWS,
         )
-        await migrate(empty_database, "head")
+        await run_migration(empty_database, "head")
 
         users = await connection.fetch("SELECT id, user_name FROM users ORDER BY id")
         assert [u["user_name"] for u in users] == ["alice", "bob", "Юрий"]
@@ -105,7 +105,7 @@ async def test_backfill_from_a_populated_original_database(empty_database: str) 
         assert all(r["created_at"].utcoffset() is not None for r in migrated)
         assert {r["status"] for r in migrated} == {"processed"}
 
-        await migrate(empty_database, "0001", down=True)
+        await run_migration(empty_database, "0001", down=True)
         restored = await connection.fetch(
             "SELECT user_name, description, created_at FROM applications ORDER BY id"
         )
@@ -125,8 +125,8 @@ async def test_original_service_database_can_be_stamped_and_upgraded(empty_datab
         await connection.execute(
             "INSERT INTO applications (user_name, description) VALUES ('carol', 'legacy')"
         )
-        await asyncio.to_thread(command.stamp, schema.alembic_config(empty_database), "0001")
-        await migrate(empty_database, "head")
+        await asyncio.to_thread(command.stamp, migrate.alembic_config(empty_database), "0001")
+        await run_migration(empty_database, "head")
 
         row = await connection.fetchrow(
             "SELECT u.user_name, a.description FROM applications a JOIN users u ON u.id = a.user_id"
@@ -137,7 +137,7 @@ async def test_original_service_database_can_be_stamped_and_upgraded(empty_datab
 
 
 async def test_migrations_match_the_tables_in_code(empty_database: str) -> None:
-    await migrate(empty_database, "head")
+    await run_migration(empty_database, "head")
     engine = create_async_engine(empty_database.replace("postgresql://", "postgresql+asyncpg://"))
 
     def diff(connection: Connection) -> list[object]:
@@ -171,7 +171,7 @@ def test_alembic_cli_and_streamapp_migrate_both_work(empty_database: str) -> Non
 
 
 async def test_outbox_rows_learn_their_application(empty_database: str) -> None:
-    await migrate(empty_database, "0003")
+    await run_migration(empty_database, "0003")
     connection = await asyncpg.connect(empty_database)
     try:
         await connection.execute("INSERT INTO users (user_name) VALUES ('dana')")
@@ -181,7 +181,7 @@ async def test_outbox_rows_learn_their_application(empty_database: str) -> None:
             """('new_applications', 'dana', '{"id": 1}'), ('other', NULL, '{"id": "n/a"}')"""
         )
 
-        await migrate(empty_database, "head")
+        await run_migration(empty_database, "head")
 
         rows = await connection.fetch("SELECT application_id, redeliveries FROM outbox ORDER BY id")
         assert [tuple(row) for row in rows] == [(1, 0), (None, 0)]

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from databases import Database
 
-from streamapp.app import app, applications_per_user, dead_letters, new_applications
 from streamapp.config import get_settings
 from streamapp.db import UNAVAILABLE_ERRORS
 from streamapp.metrics import RECORDS_ALREADY_PROCESSED, RECORDS_DEAD_LETTERED, RECORDS_PROCESSED
 from streamapp.models.records import ApplicationCreated, InvalidRecord, decode_application
+from streamapp.retry import Backoff, retry
 from streamapp.services import applications as applications_service
+from streamapp.stream.app import app, dead_letters, new_applications
+from streamapp.stream.tables import applications_per_user, user_key
 
 logger = logging.getLogger(__name__)
 
@@ -37,17 +38,12 @@ async def _until_database_answers(records: Sequence[ApplicationCreated], max_bac
     The batch's offsets are not committed meanwhile, so nothing is skipped; the effects are
     idempotent, so a batch that failed half-way is safe to apply again.
     """
-    delay = 0.5
-    while True:
-        try:
-            return await process_batch(records)
-        except UNAVAILABLE_ERRORS as exc:
-            logger.warning(
-                "database unavailable (%s: %s); retrying the batch of %d in %.1fs",
-                type(exc).__name__, exc, len(records), delay,
-            )  # fmt: skip
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_backoff)
+    return await retry(
+        lambda: process_batch(records),
+        retry_on=UNAVAILABLE_ERRORS,
+        what=f"database unavailable for a batch of {len(records)}",
+        backoff=Backoff(0.5, max_backoff),
+    )
 
 
 async def process_batch(records: Sequence[ApplicationCreated]) -> int:
@@ -64,20 +60,19 @@ async def process_batch(records: Sequence[ApplicationCreated]) -> int:
     user_names = sorted({record.user_name for record in records})
     counts = await applications_service.count_processed(db=db, user_names=user_names)
     for user_name, processed in counts.items():
-        key = user_name.encode()
+        key = user_key(user_name)
         if applications_per_user[key] != processed:
             applications_per_user[key] = processed
-    for record in records:
-        logger.debug(
-            "application %d of %r: %s", record.id, record.user_name,
-            "processed" if record.id in moved else "already processed",
-        )  # fmt: skip
+    if logger.isEnabledFor(logging.DEBUG):
+        for record in records:
+            state = "processed" if record.id in moved else "already processed"
+            logger.debug("application %d of %r: %s", record.id, record.user_name, state)
+    already = len(records) - len(moved)
     RECORDS_PROCESSED.inc(len(moved))
-    RECORDS_ALREADY_PROCESSED.inc(len(records) - len(moved))
+    RECORDS_ALREADY_PROCESSED.inc(already)
     logger.info(
-        "batch of %d records: %d processed, %d already processed",
-        len(records), len(moved), len(records) - len(moved),
-    )  # fmt: skip
+        "batch of %d: %d processed, %d already processed", len(records), len(moved), already
+    )
     return len(moved)
 
 
@@ -86,10 +81,8 @@ async def _decode_or_dead_letter(event: Any) -> ApplicationCreated | None:
         return decode_application(event.value)
     except InvalidRecord as exc:
         message = event.message
-        logger.warning(
-            "dead-lettering record at %s[%d]@%d: %s",
-            message.topic, message.partition, message.offset, exc,
-        )  # fmt: skip
+        where = f"{message.topic}[{message.partition}]@{message.offset}"
+        logger.warning("dead-lettering record at %s: %s", where, exc)
         RECORDS_DEAD_LETTERED.inc()
         await dead_letters.send(
             key=message.key,

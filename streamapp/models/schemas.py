@@ -45,13 +45,13 @@ Description = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=tables.DESCRIPTION_MAX),
     AfterValidator(_text),
 ]
+PHONE_PATTERN = r"^\+?[0-9][0-9 ()\-]*$"
 Phone = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=3, max_length=tables.PHONE_MAX,
-        pattern=r"^\+?[0-9][0-9 ()\-]*$",
+        strip_whitespace=True, min_length=3, max_length=tables.PHONE_MAX, pattern=PHONE_PATTERN
     ),
-]  # fmt: skip
+]
 Timestamp = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
 
 
@@ -74,17 +74,22 @@ class ApplicationPublic(BaseModel):
     processed_at: Timestamp | None = None
 
 
-class ApplicationCreated(BaseModel):
+class ApplicationCreatedResponse(BaseModel):
     message: str = "Application created successfully"
     id: int
     application: ApplicationPublic
 
 
-class ApplicationsPage(BaseModel):
-    applications: list[ApplicationPublic]
+class Page(BaseModel):
+    """What every listing answers besides its items: the page, its size, the total count."""
+
     page: int
     size: int
     total: int
+
+
+class ApplicationsPage(Page):
+    applications: list[ApplicationPublic]
 
 
 class UserCreate(Request):
@@ -101,11 +106,8 @@ class UserPublic(BaseModel):
     created_at: Timestamp
 
 
-class UsersPage(BaseModel):
+class UsersPage(Page):
     users: list[UserPublic]
-    page: int
-    size: int
-    total: int
 
 
 class FieldError(BaseModel):

@@ -13,13 +13,19 @@ from databases import Database
 
 from streamapp.db import raw_connection
 from streamapp.errors import APPLICATION_NOT_FOUND, EntityDoesNotExist, IdempotencyKeyReused
+from streamapp.models.records import EVENT_FIELDS
 from streamapp.models.schemas import ApplicationCreate
 from streamapp.models.tables import STATUS_NEW, STATUS_PROCESSED, applications, users
+from streamapp.services.outbox import OutboxEvent
+
+# The event's JSON, one key per field of the Kafka record (the columns of `inserted` below).
+_EVENT_JSON = "jsonb_build_object({})".format(", ".join(f"'{f}', {f}" for f in EVENT_FIELDS))
 
 # One statement, so one round trip and one implicit transaction: find or create the user,
-# insert the application, queue its event in the outbox. It returns no row when the
-# Idempotency-Key is already taken or a concurrent request created the same new user.
-_CREATE_SQL = """
+# insert the application, queue its event in the outbox (keyed by user name, its payload built
+# from the record's fields). It returns no row when the Idempotency-Key is already taken or a
+# concurrent request created the same new user.
+_CREATE_SQL = f"""
 WITH existing_user AS (
     SELECT id FROM users WHERE user_name = $1
 ), new_user AS (
@@ -33,16 +39,14 @@ WITH existing_user AS (
     INSERT INTO applications (user_id, description, idempotency_key, request_hash)
     SELECT id, $2, $3, $4 FROM the_user
     ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id, user_id, description, status, created_at, processed_at
+    RETURNING id, user_id, $1::text AS user_name, description, status, created_at, processed_at
 ), queued AS (
     INSERT INTO outbox (topic, key, application_id, payload)
-    SELECT $5, $1, id, jsonb_build_object(
-        'id', id, 'user_id', user_id, 'user_name', $1::text,
-        'description', description, 'created_at', created_at)
+    SELECT $5, user_name, id, {_EVENT_JSON}
     FROM inserted
-    RETURNING id, payload
+    RETURNING id, topic, key, payload::text AS payload
 )
-SELECT inserted.*, queued.id AS outbox_id, queued.payload::text AS payload
+SELECT inserted.*, queued.id AS outbox_id, queued.topic, queued.key, queued.payload
 FROM inserted, queued
 """
 
@@ -80,19 +84,22 @@ _COLUMNS = (
     applications.c.created_at,
     applications.c.processed_at,
 )
+_APPLICATION_COLUMNS = tuple(column.name for column in _COLUMNS)
 
 
-@dataclass(frozen=True)
-class CreatedApplication:
-    """The stored application, and its queued event (None when this was a replay)."""
+@dataclass(frozen=True, slots=True)
+class Created:
+    """A new application, and its committed event to publish."""
 
     application: dict[str, Any]
-    outbox_id: int | None
-    event: dict[str, Any] | None
+    event: OutboxEvent
 
-    @property
-    def replayed(self) -> bool:
-        return self.outbox_id is None
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """The application first stored under a reused Idempotency-Key; nothing new was stored."""
+
+    application: dict[str, Any]
 
 
 def request_hash(application_in: ApplicationCreate) -> str:
@@ -107,7 +114,7 @@ async def create(
     application_in: ApplicationCreate,
     topic: str,
     idempotency_key: str | None = None,
-) -> CreatedApplication:
+) -> Created | Replayed:
     """Store an application and its outbox event; replay the first result for a reused key."""
     fingerprint = request_hash(application_in) if idempotency_key else None
     async with raw_connection(db) as connection:
@@ -121,11 +128,11 @@ async def create(
                 topic,
             )
             if row is not None:
-                stored = dict(row)
-                outbox_id = stored.pop("outbox_id")
-                event = json.loads(stored.pop("payload"))
-                stored["user_name"] = application_in.user_name
-                return CreatedApplication(stored, outbox_id, event)
+                application = {column: row[column] for column in _APPLICATION_COLUMNS}
+                event = OutboxEvent(
+                    row["outbox_id"], row["topic"], row["key"], row["payload"].encode()
+                )
+                return Created(application, event)
             if idempotency_key is not None:
                 first = await connection.fetchrow(_BY_IDEMPOTENCY_KEY_SQL, idempotency_key)
                 if first is not None:
@@ -133,10 +140,10 @@ async def create(
     raise RuntimeError("could not store the application after repeated user-creation races")
 
 
-def _replay(first: dict[str, Any], fingerprint: str | None) -> CreatedApplication:
+def _replay(first: dict[str, Any], fingerprint: str | None) -> Replayed:
     if first.pop("request_hash") != fingerprint:
         raise IdempotencyKeyReused()
-    return CreatedApplication(first, None, None)
+    return Replayed(first)
 
 
 async def get(*, db: Database, application_id: int) -> dict[str, Any]:

@@ -1,1 +1,1 @@
-"""Where HTTP lives: the FastAPI front end (`api`) and the workers' Faust web views."""
+"""HTTP: the REST API (FastAPI, `web.api`) and the workers' Faust views (`web.worker`)."""

@@ -1,21 +1,13 @@
-"""Workers as real `streamapp worker` processes, and helpers to read effects back."""
+"""Workers as real `streamapp worker` processes, started on demand by each test."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
-import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from tests.harness.processes import Worker, child_env
-
-TOPIC = "new_applications"
 
 
 @pytest.fixture
@@ -33,74 +25,3 @@ def start_worker(service_env: dict[str, str]) -> Iterator[Any]:
     yield start
     for worker in workers:
         worker.stop()
-
-
-async def post_applications(
-    client: httpx.AsyncClient, user_names: list[str], count: int
-) -> list[int]:
-    """File `count` applications spread over `user_names`; return their ids."""
-
-    async def post(index: int) -> int:
-        response = await client.post(
-            "/applications",
-            json={"user_name": user_names[index % len(user_names)], "description": f"#{index}"},
-        )
-        assert response.status_code == 201, response.text
-        return int(response.json()["id"])
-
-    ids: list[int] = []
-    for start in range(0, count, 50):
-        ids += await asyncio.gather(*(post(i) for i in range(start, min(start + 50, count))))
-    return ids
-
-
-async def wait_processed(pg: asyncpg.Pool, ids: list[int], timeout: float = 90.0) -> None:
-    """Wait until every application in `ids` is processed in PostgreSQL."""
-    deadline = time.monotonic() + timeout
-    done = 0
-    while time.monotonic() < deadline:
-        done = await pg.fetchval(
-            "SELECT count(*) FROM applications WHERE id = ANY($1) AND status = 'processed'", ids
-        )
-        if done == len(ids):
-            return
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"only {done} of {len(ids)} applications processed in {timeout}s")
-
-
-async def processed_at(pg: asyncpg.Pool, ids: list[int]) -> dict[int, Any]:
-    rows = await pg.fetch("SELECT id, processed_at FROM applications WHERE id = ANY($1)", ids)
-    return {row["id"]: row["processed_at"] for row in rows}
-
-
-async def read_topic(
-    bootstrap_servers: str, topic: str, match: Any, timeout: float = 30.0
-) -> list[Any]:
-    """Read `topic` from the start with an independent consumer; return records where match()."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    found: list[Any] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not found:
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                found += [record for record in records if match(record)]
-    finally:
-        await consumer.stop()
-    return found
-
-
-def json_value(record: Any) -> Any:
-    try:
-        return json.loads(record.value)
-    except ValueError:
-        return None
-
-
-def user_count(worker: Any, user_name: str) -> int:
-    response = httpx.get(f"{worker.url}/stats/users/{user_name}/", timeout=5)
-    response.raise_for_status()
-    return int(response.json()["processed"])

@@ -8,7 +8,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.e2e.conftest import post_applications, user_count, wait_processed
+from tests.harness.effects import post_applications, user_count, wait_processed
 from tests.harness.kafka import ApacheKafka
 from tests.harness.processes import wait_for
 

@@ -10,9 +10,9 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import TEST_SETTINGS
-from tests.e2e.conftest import TOPIC, post_applications, user_count, wait_processed
+from tests.harness.effects import TOPIC, post_applications, user_count, wait_processed
 from tests.harness.processes import http_json, wait_for
+from tests.harness.settings import TEST_SETTINGS
 
 PARTITIONS = set(range(int(TEST_SETTINGS["TOPIC_PARTITIONS"])))
 

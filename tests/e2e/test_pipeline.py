@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from tests.e2e.conftest import (
+from tests.harness.effects import (
     TOPIC,
     json_value,
     processed_at,

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.e2e.conftest import wait_processed
+from tests.harness.effects import wait_processed
 
 
 async def test_event_lost_after_publishing_is_redelivered(
@@ -27,14 +27,19 @@ async def test_event_lost_after_publishing_is_redelivered(
             user_id,
         )
         event = {
-            "id": application["id"], "user_id": user_id, "user_name": user_name,
-            "description": "lost", "created_at": application["created_at"].isoformat(),
-        }  # fmt: skip
+            "id": application["id"],
+            "user_id": user_id,
+            "user_name": user_name,
+            "description": "lost",
+            "created_at": application["created_at"].isoformat(),
+        }
         await connection.execute(
             "INSERT INTO outbox (topic, key, application_id, payload, published_at) "
             "VALUES ('new_applications', $1, $2, $3, now() - interval '1 minute')",
-            user_name, application["id"], json.dumps(event),
-        )  # fmt: skip
+            user_name,
+            application["id"],
+            json.dumps(event),
+        )
 
     await wait_processed(pg, [application["id"]], timeout=60)
 
@@ -60,7 +65,7 @@ async def test_processed_applications_are_never_redelivered(
         application_id,
     )
 
-    await api.state.publisher.redeliver_once()
+    await api.state.outbox.redeliver_once()
 
     row = await pg.fetchrow(
         "SELECT redeliveries, published_at IS NOT NULL AS published FROM outbox "

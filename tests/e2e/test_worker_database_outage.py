@@ -10,9 +10,9 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streamapp import schema
-from streamapp.embedded.postgres import EmbeddedPostgres
-from tests.e2e.conftest import TOPIC, wait_processed
+from streamapp import migrate
+from streamapp.dev.postgres import EmbeddedPostgres
+from tests.harness.effects import TOPIC, wait_processed
 from tests.harness.processes import Worker, child_env, wait_for
 
 
@@ -21,7 +21,7 @@ async def own_postgres() -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
     server = EmbeddedPostgres()
     server.start()
     url = server.create_database("streamapp_test_worker_outage")
-    await asyncio.to_thread(schema.upgrade, url)
+    await asyncio.to_thread(migrate.upgrade, url)
     yield server, url
     server.close()
 
@@ -37,15 +37,21 @@ async def store_new_applications(url: str, user_name: str, count: int) -> list[d
         rows = await connection.fetch(
             "INSERT INTO applications (user_id, description) "
             "SELECT $1, 'd' || n FROM generate_series(1, $2) AS n RETURNING id, created_at",
-            user_id, count,
-        )  # fmt: skip
+            user_id,
+            count,
+        )
     finally:
         await connection.close()
     return [
-        {"id": row["id"], "user_id": user_id, "user_name": user_name, "description": "d",
-         "created_at": row["created_at"].isoformat()}
+        {
+            "id": row["id"],
+            "user_id": user_id,
+            "user_name": user_name,
+            "description": "d",
+            "created_at": row["created_at"].isoformat(),
+        }
         for row in rows
-    ]  # fmt: skip
+    ]
 
 
 async def test_worker_waits_out_a_database_outage(

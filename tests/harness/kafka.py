@@ -11,9 +11,8 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
-from typing import IO
 
-from streamapp.embedded.process import free_port, port_is_open, stop_process, wait_until
+from streamapp.dev.processes import LoggedProcess, free_port, port_is_open
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +40,19 @@ def kafka_classpath() -> Path:
             )
     logger.info("fetching Apache Kafka jars into %s", libs)
     result = subprocess.run(
-        ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-         f"-DoutputDirectory={libs}"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         raise KafkaUnavailable(f"mvn could not fetch Apache Kafka:\n{result.stdout}{result.stderr}")
     (libs / ".complete").touch()
@@ -60,8 +68,7 @@ class ApacheKafka:
         self.controller_port = free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="streamapp-kafka-"))
         self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self._server = LoggedProcess("Apache Kafka", self.workdir / "broker.log")
         self._formatted = False
 
     @property
@@ -70,7 +77,7 @@ class ApacheKafka:
 
     @property
     def log_path(self) -> Path:
-        return self.workdir / "broker.log"
+        return self._server.log_path
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the broker (formatting its storage the first time); wait until it listens."""
@@ -78,21 +85,15 @@ class ApacheKafka:
         properties = self.workdir / "server.properties"
         if not self._formatted:
             properties.write_text(self._properties())
-            self._java(classpath, "kafka.tools.StorageTool", "format", "--standalone",
-                       "-t", self.cluster_id, "-c", str(properties))  # fmt: skip
+            storage_tool = ["kafka.tools.StorageTool", "format", "--standalone"]
+            self._java(classpath, *storage_tool, "-t", self.cluster_id, "-c", str(properties))
             self._formatted = True
         log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(
-            ["java", "-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-             f"-Dlog4j2.configurationFile={LOG_CONFIG}", "-cp", classpath,
-             "kafka.Kafka", str(properties)],
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        wait_until(
-            lambda: self._started_since(log_start), process=self.process, timeout=timeout,
-            what="Apache Kafka", log_path=self.log_path,
-        )  # fmt: skip
+        # A small, fast-starting JVM: the test broker holds little data.
+        jvm = ["-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
+        jvm += [f"-Dlog4j2.configurationFile={LOG_CONFIG}", "-cp", classpath]
+        self._server.launch(["java", *jvm, "kafka.Kafka", str(properties)])
+        self._server.wait_until(lambda: self._started_since(log_start), timeout)
         logger.info("Apache Kafka ready on %s", self.bootstrap_servers)
 
     def _started_since(self, log_start: int) -> bool:
@@ -103,12 +104,7 @@ class ApacheKafka:
 
     def stop(self) -> None:
         """Stop the broker; its data stays for a restart."""
-        if self.process is not None:
-            stop_process(self.process, timeout=30)
-            self.process = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._server.stop(timeout=30)
 
     def remove(self) -> None:
         self.stop()
@@ -117,8 +113,9 @@ class ApacheKafka:
     def _java(self, classpath: str, main: str, *args: str) -> None:
         subprocess.run(
             ["java", f"-Dlog4j2.configurationFile={LOG_CONFIG}", "-cp", classpath, main, *args],
-            check=True, capture_output=True,
-        )  # fmt: skip
+            check=True,
+            capture_output=True,
+        )
 
     def _properties(self) -> str:
         host, port, controller = self.host, self.port, self.controller_port

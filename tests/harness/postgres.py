@@ -11,7 +11,7 @@ import uuid
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from streamapp.embedded.postgres import EmbeddedPostgres
+from streamapp.dev.postgres import EmbeddedPostgres
 
 
 class PostgresServer:

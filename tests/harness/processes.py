@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from streamapp.embedded.process import free_port, stop_process, wait_until
+from streamapp.dev.processes import LoggedProcess, free_port
 
 STREAMAPP = [sys.executable, "-m", "streamapp"]
 
@@ -33,40 +31,21 @@ def _answers(url: str) -> bool:
         return False
 
 
-class StreamappProcess:
-    """One child process with its log in a temporary file."""
+class StreamappProcess(LoggedProcess):
+    """One `streamapp` child process with its log in a temporary file."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        self.name = name
+        log_path = Path(tempfile.mkstemp(prefix=f"streamapp-{name}-", suffix=".log")[1])
+        super().__init__(name, log_path)
         self.args = args
         self.env = env
-        self.log_path = Path(tempfile.mkstemp(prefix=f"streamapp-{name}-", suffix=".log")[1])
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
 
     def start(self) -> StreamappProcess:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(
-            [*STREAMAPP, *self.args], env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+        self.launch([*STREAMAPP, *self.args], env=self.env)
         return self
 
     def wait_for_http(self, url: str, timeout: float = 90.0) -> None:
-        wait_until(lambda: _answers(url), process=self.process, timeout=timeout,
-                   what=self.name, log_path=self.log_path)  # fmt: skip
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
-        if self.process is None:
-            return None
-        stop_process(self.process, sig=sig, timeout=timeout)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return self.process.returncode
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        self.wait_until(lambda: _answers(url), timeout)
 
 
 class Worker(StreamappProcess):

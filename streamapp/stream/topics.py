@@ -1,0 +1,95 @@
+"""The topics: their names, how keys map to partitions, and the check that they exist.
+
+The check is the original consumer's "does new_applications exist?", kept and extended: a
+missing topic is created with the configured partitions, a smaller one is warned about.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
+
+from streamapp.config import Settings
+
+logger = logging.getLogger(__name__)
+
+NEW_APPLICATIONS = "new_applications"
+DEAD_LETTERS = f"{NEW_APPLICATIONS}.dlq"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic the service needs; `required` ones are warned about when missing."""
+
+    name: str
+    partitions: int
+    replication_factor: int = 1
+    required: bool = True
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Return the topics the service needs, sized by the settings."""
+    replication = settings.topic_replication_factor
+    return [
+        TopicSpec(NEW_APPLICATIONS, settings.topic_partitions, replication, required=True),
+        TopicSpec(DEAD_LETTERS, 1, replication, required=False),
+    ]
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """Return the partition Kafka's default partitioner gives `key` (murmur2, as the producer)."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+async def ensure_topics(bootstrap_servers: str, specs: Sequence[TopicSpec]) -> dict[str, int]:
+    """Create the topics where missing, warn where smaller than specified; return their sizes."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        return {spec.name: await _ensure(admin, spec) for spec in specs}
+    finally:
+        await admin.close()
+
+
+async def _ensure(admin: AIOKafkaAdminClient, spec: TopicSpec) -> int:
+    existing = await _partition_count(admin, spec.name)
+    if existing is None:
+        level = logging.WARNING if spec.required else logging.INFO
+        message = "topic %r does not exist; creating it with %d partitions"
+        logger.log(level, message, spec.name, spec.partitions)
+        topic = NewTopic(
+            spec.name, num_partitions=spec.partitions, replication_factor=spec.replication_factor
+        )
+        with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
+            await admin.create_topics([topic])
+        return await _partition_count(admin, spec.name) or spec.partitions
+    if existing < spec.partitions:
+        logger.warning(
+            "topic %r has %d partitions, fewer than the %d configured: "
+            "at most %d workers will get work",
+            spec.name,
+            existing,
+            spec.partitions,
+            existing,
+        )
+    else:
+        logger.info("topic %r exists with %d partitions", spec.name, existing)
+    return existing
+
+
+async def _partition_count(admin: AIOKafkaAdminClient, name: str) -> int | None:
+    # Listing first matters: describing a missing topic would auto-create it on brokers with
+    # auto.create.topics.enable, with the broker's default partition count.
+    if name not in await admin.list_topics():
+        return None
+    descriptions = await admin.describe_topics([name])
+    for description in descriptions:
+        if description.get("topic") == name and description.get("error_code", 0) == 0:
+            return len(description.get("partitions", []))
+    return None

@@ -1,0 +1,1 @@
+"""The workers' web views: Faust's own web server, one per worker (not the FastAPI app)."""

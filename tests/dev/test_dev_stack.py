@@ -1,0 +1,141 @@
+"""Smoke tests of `streamapp dev` (what `make run` starts): up, working, and gone afterwards."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from streamapp.dev.processes import free_port, port_is_open
+from tests.harness.processes import wait_for
+
+APPLICATIONS = 20
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DevStack:
+    process: subprocess.Popen[bytes]
+    api_port: int
+    worker_port: int
+    log_path: Path
+    children: list[psutil.Process]
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def leftovers(self) -> list[psutil.Process]:
+        return [c for c in self.children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def _two_free_ports(exclude: int) -> int | None:
+    """Return a port p such that p and p + 1 are free (the workers' ports), else None."""
+    port = free_port()
+    if exclude in (port, port + 1) or port_is_open("127.0.0.1", port + 1):
+        return None
+    return port
+
+
+@contextmanager
+def dev_stack(tmp_path: Path) -> Iterator[DevStack]:
+    """Run `streamapp dev` with two workers on free ports, as a newcomer would (no settings)."""
+    api_port = free_port()
+    worker_port = wait_for(lambda: _two_free_ports(exclude=api_port), timeout=10)
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")
+    }
+    log_path = tmp_path / "dev.log"
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamapp",
+                "dev",
+                "--api-port",
+                str(api_port),
+                "--worker-port",
+                str(worker_port),
+                "--workers",
+                "2",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for(
+                lambda: b"streamapp is up" in log_path.read_bytes() or process.poll(),
+                timeout=120,
+                message="dev stack did not come up",
+            )
+            assert process.poll() is None, log_path.read_text()
+            logger.info("dev stack ready after %.1fs", time.monotonic() - started)
+            children = psutil.Process(process.pid).children(recursive=True)
+            yield DevStack(process, api_port, worker_port, log_path, children)
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def test_dev_stack_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
+    with dev_stack(tmp_path) as stack:
+        ids = []
+        for index in range(APPLICATIONS):
+            response = httpx.post(
+                f"{stack.api}/applications",
+                json={"user_name": f"smoke-{index % 3}", "description": f"#{index}"},
+                timeout=10,
+            )
+            assert response.status_code == 201
+            ids.append(response.json()["id"])
+
+        def all_processed() -> bool:
+            listed = httpx.get(f"{stack.api}/applications", params={"size": 100}, timeout=10)
+            applications = listed.json()["applications"]
+            return {a["id"] for a in applications if a["status"] == "processed"} >= set(ids)
+
+        wait_for(all_processed, timeout=60, message="applications not processed")
+        worker = f"http://127.0.0.1:{stack.worker_port}"
+        assert httpx.get(f"http://127.0.0.1:{stack.worker_port + 1}/stats/").status_code == 200
+        total = sum(
+            httpx.get(f"{worker}/stats/users/smoke-{n}/", timeout=10).json()["processed"]
+            for n in range(3)
+        )
+        assert total == APPLICATIONS
+
+        stack.process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert stack.process.wait(60) == 0
+
+    assert len(stack.children) >= 5  # PostgreSQL, broker, api, two workers
+    assert stack.leftovers() == []
+    for port in (stack.api_port, stack.worker_port, stack.worker_port + 1):
+        assert not port_is_open("127.0.0.1", port)
+
+
+def test_dev_stack_stops_everything_when_a_process_dies(tmp_path: Path) -> None:
+    with dev_stack(tmp_path) as stack:
+        worker = next(
+            c
+            for c in stack.children
+            if "worker" in c.cmdline() and str(stack.worker_port) in c.cmdline()
+        )
+        worker.kill()
+
+        assert stack.process.wait(60) == 1
+
+    assert "worker-1 exited with code -9; stopping everything" in stack.log_path.read_text()
+    assert stack.leftovers() == []
