@@ -49,10 +49,29 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--down", action="store_true", help="downgrade to REVISION instead")
     migrate.set_defaults(run=_run_migrate)
 
+    generate = commands.add_parser(
+        "generate", help="load generated applications (demos, benchmarks)"
+    )
+    generate.add_argument("--count", type=_positive, required=True, help="applications")
+    generate.add_argument("--users", type=_positive, default=100, help="spread over (100)")
+    generate.add_argument(
+        "--unprocessed", action="store_true", help="leave them `new` (default: processed)"
+    )
+    generate.add_argument("--days", type=float, default=30.0, help="created over the last N")
+    generate.add_argument("--prefix", default="user", help="user names: PREFIX-0001, ...")
+    generate.set_defaults(run=_run_generate)
+
     dev = commands.add_parser("dev", help="run the whole system on embedded services")
     _add_dev_arguments(dev)
     dev.set_defaults(run=_run_dev)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _add_dev_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,6 +122,21 @@ def _run_migrate(args: argparse.Namespace, settings: Settings, _: Sequence[str])
     else:
         migrate.upgrade(revision=args.revision)
     logger.info("database at revision %s", args.revision)
+
+
+def _run_generate(args: argparse.Namespace, settings: Settings, _: Sequence[str]) -> None:
+    import asyncio
+
+    from streamapp.services.generator import Plan, generate
+
+    plan = Plan(
+        count=args.count,
+        users=args.users,
+        processed=not args.unprocessed,
+        days=args.days,
+        prefix=args.prefix,
+    )
+    asyncio.run(generate(settings.asyncpg_dsn, plan))
 
 
 def _run_dev(args: argparse.Namespace) -> int:

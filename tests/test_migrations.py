@@ -47,8 +47,8 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(empty_database: st
     try:
         assert await tables(connection) == set()
         await run_migration(empty_database, "head")
-        assert await tables(connection) == {"applications", "users", "outbox"}
-        assert await connection.fetchval("SELECT version_num FROM alembic_version") == "0004"
+        assert await tables(connection) == {"applications", "users", "outbox", "totals"}
+        assert await connection.fetchval("SELECT version_num FROM alembic_version") == "0005"
     finally:
         await connection.close()
 
@@ -61,6 +61,7 @@ async def test_each_revision_downgrades_to_the_previous_schema(empty_database: s
             ("0001", {"applications"}),
             ("0002", {"applications", "users"}),
             ("0003", all_three),
+            ("0004", all_three),
         ]:
             await run_migration(empty_database, revision)
             before = await columns(connection)
@@ -185,5 +186,37 @@ async def test_outbox_rows_learn_their_application(empty_database: str) -> None:
 
         rows = await connection.fetch("SELECT application_id, redeliveries FROM outbox ORDER BY id")
         assert [tuple(row) for row in rows] == [(1, 0), (None, 0)]
+    finally:
+        await connection.close()
+
+
+async def test_counters_are_backfilled_and_kept(empty_database: str) -> None:
+    await run_migration(empty_database, "0004")
+    connection = await asyncpg.connect(empty_database)
+    try:
+        await connection.execute("INSERT INTO users (user_name) VALUES ('ann'), ('ben')")
+        await connection.execute(
+            "INSERT INTO applications (user_id, description, status, processed_at) VALUES "
+            "(1, 'a', 'processed', '2026-01-01T10:00:00Z'), "
+            "(1, 'b', 'processed', '2026-01-02T10:00:00Z'), (1, 'c', 'new', NULL), "
+            "(2, 'd', 'new', NULL)"
+        )
+
+        await run_migration(empty_database, "0005")
+
+        rows = await connection.fetch(
+            "SELECT user_name, processed_count, last_processed_at FROM users ORDER BY id"
+        )
+        assert [(r["user_name"], r["processed_count"]) for r in rows] == [("ann", 2), ("ben", 0)]
+        assert rows[0]["last_processed_at"] == datetime.fromisoformat("2026-01-02T10:00:00+00:00")
+        assert rows[1]["last_processed_at"] is None
+        totals = dict(await connection.fetch("SELECT name, value FROM totals"))
+        assert totals == {"processed": 2, "users": 2}
+        await connection.execute("INSERT INTO users (user_name) VALUES ('cai')")
+        assert await connection.fetchval("SELECT value FROM totals WHERE name = 'users'") == 3
+
+        await run_migration(empty_database, "0004", down=True)
+        assert "totals" not in await tables(connection)
+        await connection.execute("INSERT INTO users (user_name) VALUES ('dee')")  # no trigger
     finally:
         await connection.close()

@@ -49,31 +49,28 @@ async def _until_database_answers(records: Sequence[ApplicationCreated], max_bac
 async def process_batch(records: Sequence[ApplicationCreated]) -> int:
     """Apply one batch; return how many applications it moved from new to processed.
 
-    Redelivered records change nothing: the UPDATE moves only rows still `new`. Each touched
-    user's count is then set from PostgreSQL, so the table also heals after a crash between
-    the UPDATE and the changelog write.
+    Redelivered records change nothing: the UPDATE moves only rows still `new`. The table
+    takes the counts stored in PostgreSQL with the batch, so it also heals after a crash
+    between the UPDATE and the changelog write.
     """
-    db = _database()
-    moved = await applications_service.mark_processed(
-        db=db, application_ids=[record.id for record in records]
+    batch = await applications_service.mark_processed(
+        db=_database(),
+        application_ids=[record.id for record in records],
+        user_names=list({record.user_name for record in records}),
     )
-    user_names = sorted({record.user_name for record in records})
-    counts = await applications_service.count_processed(db=db, user_names=user_names)
-    for user_name, processed in counts.items():
+    for user_name, count in batch.counts.items():
         key = user_key(user_name)
-        if applications_per_user[key] != processed:
-            applications_per_user[key] = processed
+        if applications_per_user[key] != count.processed:
+            applications_per_user[key] = count.processed
     if logger.isEnabledFor(logging.DEBUG):
         for record in records:
-            state = "processed" if record.id in moved else "already processed"
+            state = "processed" if record.id in batch.moved else "already processed"
             logger.debug("application %d of %r: %s", record.id, record.user_name, state)
-    already = len(records) - len(moved)
-    RECORDS_PROCESSED.inc(len(moved))
+    moved, already = len(batch.moved), len(records) - len(batch.moved)
+    RECORDS_PROCESSED.inc(moved)
     RECORDS_ALREADY_PROCESSED.inc(already)
-    logger.info(
-        "batch of %d: %d processed, %d already processed", len(records), len(moved), already
-    )
-    return len(moved)
+    logger.info("batch of %d: %d processed, %d already processed", len(records), moved, already)
+    return moved
 
 
 async def _decode_or_dead_letter(event: Any) -> ApplicationCreated | None:

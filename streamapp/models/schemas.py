@@ -81,11 +81,14 @@ class ApplicationCreatedResponse(BaseModel):
 
 
 class Page(BaseModel):
-    """What every listing answers besides its items: the page, its size, the total count."""
+    """What every listing answers besides its items."""
 
-    page: int
+    page: int | None = Field(description="The page number asked for; null with a cursor.")
     size: int
-    total: int
+    total: int = Field(description="How many items the whole listing has.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )
 
 
 class ApplicationsPage(Page):

@@ -33,6 +33,9 @@ users = sa.Table(
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
+    # Kept by the agent's batch statement with the applications it marks processed.
+    sa.Column("processed_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_processed_at", sa.DateTime(timezone=True), nullable=True),
     sa.UniqueConstraint("user_name"),
     sa.UniqueConstraint("email"),
 )
@@ -52,12 +55,28 @@ applications = sa.Table(
     # SHA-256 of the request body, so a reused Idempotency-Key with another body is a 409.
     sa.Column("request_hash", sa.String(64), nullable=True),
     sa.CheckConstraint(f"status IN ('{STATUS_NEW}', '{STATUS_PROCESSED}')", name="status"),
-    sa.UniqueConstraint("idempotency_key"),
+    # Only requests that carry a key pay for this index.
+    sa.Index(
+        "uq_applications_idempotency_key",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+    ),
     # Serves "applications of one user, newest first" (the all-applications listing uses the PK).
     sa.Index(None, "user_id", "id"),
-    # The redelivery sweep looks only at applications still waiting; this index stays tiny.
-    sa.Index("ix_applications_waiting", "created_at", postgresql_where=sa.text("status = 'new'")),
+    # Applications still waiting: counted into listing totals, looked at by the redelivery
+    # sweep. They are processed within moments, so this index stays tiny.
+    sa.Index("ix_applications_new", "user_id", "id", postgresql_where=sa.text("status = 'new'")),
 )
+
+# Counters kept by the agent: 'processed' is how many applications are processed in all.
+totals = sa.Table(
+    "totals",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False, server_default="0"),
+)
+PROCESSED_TOTAL = "processed"
 
 outbox = sa.Table(
     "outbox",

@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from databases import Database
 
 from streamapp.db import raw_connection
-from streamapp.errors import APPLICATION_NOT_FOUND, EntityDoesNotExist, IdempotencyKeyReused
+from streamapp.errors import (
+    APPLICATION_NOT_FOUND,
+    USER_NOT_FOUND,
+    EntityDoesNotExist,
+    IdempotencyKeyReused,
+)
 from streamapp.models.records import EVENT_FIELDS
 from streamapp.models.schemas import ApplicationCreate
-from streamapp.models.tables import STATUS_NEW, STATUS_PROCESSED, applications, users
+from streamapp.models.tables import applications, users
 from streamapp.services.outbox import OutboxEvent
+from streamapp.services.paging import NEWEST, Slice, slice_of
 
 # The event's JSON, one key per field of the Kafka record (the columns of `inserted` below).
-_EVENT_JSON = "jsonb_build_object({})".format(", ".join(f"'{f}', {f}" for f in EVENT_FIELDS))
+EVENT_JSON = "jsonb_build_object({})".format(", ".join(f"'{f}', {f}" for f in EVENT_FIELDS))
 
 # One statement, so one round trip and one implicit transaction: find or create the user,
 # insert the application, queue its event in the outbox (keyed by user name, its payload built
@@ -38,11 +45,11 @@ WITH existing_user AS (
 ), inserted AS (
     INSERT INTO applications (user_id, description, idempotency_key, request_hash)
     SELECT id, $2, $3, $4 FROM the_user
-    ON CONFLICT (idempotency_key) DO NOTHING
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, user_id, $1::text AS user_name, description, status, created_at, processed_at
 ), queued AS (
     INSERT INTO outbox (topic, key, application_id, payload)
-    SELECT $5, user_name, id, {_EVENT_JSON}
+    SELECT $5, user_name, id, {EVENT_JSON}
     FROM inserted
     RETURNING id, topic, key, payload::text AS payload
 )
@@ -57,19 +64,67 @@ FROM applications AS a JOIN users AS u ON u.id = a.user_id
 WHERE a.idempotency_key = $1
 """
 
-_MARK_PROCESSED_SQL = """
-UPDATE applications SET status = $2, processed_at = now()
-WHERE id = ANY($1::integer[]) AND status = $3
-RETURNING id
+# One statement per batch: move what is still new, add it to the counters of its users and to
+# the processed total, and return the counters of every user named in the batch (moved or
+# not, so a table that missed an update after a crash is set right by a redelivery).
+_PROCESS_SQL = """
+WITH moved AS (
+    UPDATE applications SET status = 'processed', processed_at = now()
+    WHERE id = ANY($1::integer[]) AND status = 'new'
+    RETURNING id, user_id, processed_at
+), per_user AS (
+    SELECT user_id, count(*) AS n, max(processed_at) AS last FROM moved GROUP BY user_id
+), counted AS (
+    UPDATE users SET processed_count = users.processed_count + per_user.n,
+                     last_processed_at = per_user.last
+    FROM per_user WHERE users.id = per_user.user_id
+    RETURNING users.id, users.processed_count, users.last_processed_at
+), total AS (
+    UPDATE totals SET value = totals.value + (SELECT count(*) FROM moved)
+    WHERE totals.name = 'processed' AND EXISTS (SELECT 1 FROM moved)
+)
+SELECT (SELECT array_agg(id) FROM moved) AS moved, named.*
+FROM (SELECT) AS always_one_row LEFT JOIN (
+    SELECT u.user_name,
+           coalesce(c.processed_count, u.processed_count) AS processed_count,
+           coalesce(c.last_processed_at, u.last_processed_at) AS last_processed_at
+    FROM users AS u LEFT JOIN counted AS c ON c.id = u.id
+    WHERE u.user_name = ANY($2::text[])
+) AS named ON true
 """
 
-_PROCESSED_PER_USER_SQL = """
-SELECT u.user_name, count(a.id) AS processed
-FROM users AS u
-LEFT JOIN applications AS a ON a.user_id = u.id AND a.status = $2
-WHERE u.user_name = ANY($1::text[])
-GROUP BY u.user_name
+# A listing page: the ids by index (keyset below `before`, or an offset), then their rows.
+# The total is one user's processed count plus their applications still new, or the
+# processed total plus every application still new: counters and a small partial index.
+_PAGE_SQL = """
+WITH total AS ({total}), page AS (
+    SELECT id FROM applications
+    WHERE id < $1 {condition}
+    ORDER BY id DESC LIMIT $2 OFFSET $3
+)
+SELECT total.total, a.id, a.user_id, u.user_name, a.description, a.status, a.created_at,
+       a.processed_at
+FROM total LEFT JOIN (
+    page JOIN applications AS a ON a.id = page.id JOIN users AS u ON u.id = a.user_id
+) ON true
+ORDER BY a.id DESC
 """
+_TOTAL_OF_ALL = """
+SELECT (SELECT value FROM totals WHERE name = 'processed')
+     + (SELECT count(*) FROM applications WHERE status = 'new') AS total
+"""
+_TOTAL_OF_ONE = """
+SELECT users.id AS user_id, users.processed_count + (
+    SELECT count(*) FROM applications WHERE user_id = users.id AND status = 'new'
+) AS total
+FROM users WHERE {match}
+"""
+_PAGE_OF_ALL_SQL = _PAGE_SQL.format(total=_TOTAL_OF_ALL, condition="")
+_USERS_PAGE = _PAGE_SQL.format(
+    total=_TOTAL_OF_ONE, condition="AND user_id = (SELECT user_id FROM total)"
+)
+_PAGE_BY_USER_ID_SQL = _USERS_PAGE.format(match="users.id = $4")
+_PAGE_BY_USER_NAME_SQL = _USERS_PAGE.format(match="users.user_name = $4")
 
 # Attempts at the create statement: a second one is needed only when a concurrent request
 # created the same new user between our look-up and our insert.
@@ -162,43 +217,60 @@ async def get(*, db: Database, application_id: int) -> dict[str, Any]:
 async def get_all(
     *,
     db: Database,
-    page: int,
     size: int,
+    before: int = NEWEST,
+    offset: int = 0,
     user_name: str | None = None,
     user_id: int | None = None,
-) -> tuple[list[dict[str, Any]], int]:
-    """Return one page of applications, newest (highest id) first, and the total count."""
-    source = applications.join(users)
-    conditions = []
-    if user_name is not None:
-        conditions.append(users.c.user_name == user_name)
+) -> Slice:
+    """Return applications with ids below `before`, newest first, after skipping `offset`.
+
+    Filtered by `user_name` (no such user: an empty slice) or `user_id` (no such user:
+    EntityDoesNotExist).
+    """
+    arguments: list[Any] = [before, size + 1, offset]
     if user_id is not None:
-        conditions.append(applications.c.user_id == user_id)
-    page_query = (
-        sa.select(*_COLUMNS)
-        .select_from(source)
-        .where(*conditions)
-        .order_by(applications.c.id.desc())
-        .limit(size)
-        .offset((page - 1) * size)
-    )
-    count_query = sa.select(sa.func.count()).select_from(source).where(*conditions)
-    rows = await db.fetch_all(page_query)
-    total = await db.fetch_val(count_query)
-    return [dict(row._mapping) for row in rows], int(total)
-
-
-async def mark_processed(*, db: Database, application_ids: Sequence[int]) -> set[int]:
-    """Move the given applications from new to processed; return the ids actually moved."""
+        sql, arguments = _PAGE_BY_USER_ID_SQL, [*arguments, user_id]
+    elif user_name is not None:
+        sql, arguments = _PAGE_BY_USER_NAME_SQL, [*arguments, user_name]
+    else:
+        sql = _PAGE_OF_ALL_SQL
     async with raw_connection(db) as connection:
-        rows = await connection.fetch(
-            _MARK_PROCESSED_SQL, list(application_ids), STATUS_PROCESSED, STATUS_NEW
-        )
-    return {row["id"] for row in rows}
+        records = await connection.fetch(sql, *arguments)
+    if not records and user_id is not None:
+        raise EntityDoesNotExist(USER_NOT_FOUND)
+    return slice_of(records, size)
 
 
-async def count_processed(*, db: Database, user_names: Sequence[str]) -> Mapping[str, int]:
-    """Return how many processed applications each named user has (from PostgreSQL)."""
+@dataclass(frozen=True, slots=True)
+class UserCount:
+    """A user's processed applications, as stored with the batch that counted them."""
+
+    processed: int
+    last_processed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessedBatch:
+    """What one batch did: the ids it moved, and the counts of every user it named."""
+
+    moved: frozenset[int]
+    counts: dict[str, UserCount]
+
+
+async def mark_processed(
+    *, db: Database, application_ids: Sequence[int], user_names: Sequence[str]
+) -> ProcessedBatch:
+    """Move the given applications from new to processed, counting them for their users.
+
+    Applications already processed (a redelivered record) move and count nothing.
+    """
     async with raw_connection(db) as connection:
-        rows = await connection.fetch(_PROCESSED_PER_USER_SQL, list(user_names), STATUS_PROCESSED)
-    return {row["user_name"]: int(row["processed"]) for row in rows}
+        rows = await connection.fetch(_PROCESS_SQL, list(application_ids), list(user_names))
+    moved = frozenset(rows[0]["moved"] or ())
+    counts = {
+        row["user_name"]: UserCount(row["processed_count"], row["last_processed_at"])
+        for row in rows
+        if row["user_name"] is not None
+    }
+    return ProcessedBatch(moved, counts)

@@ -223,27 +223,47 @@ class Outbox:
                     return pruned
 
     async def _publish(self, events: Sequence[OutboxEvent]) -> list[int]:
-        """Send every event; return the ids of those the broker acknowledged in time."""
+        """Send every event; return the ids of those the broker acknowledged in time.
 
-        async def send_one(event: OutboxEvent) -> None:
-            key = None if event.key is None else event.key.encode()
-            acknowledgement = await self._send(event.topic, key, event.payload)
-            await acknowledgement
-
-        results = await asyncio.gather(
-            *(asyncio.wait_for(send_one(event), self._timeout) for event in events),
-            return_exceptions=True,
-        )
-        failures = [result for result in results if isinstance(result, BaseException)]
-        if failures:
-            EVENT_SEND_FAILURES.inc(len(failures))
-            logger.warning("%d of %d sends failed: %r", len(failures), len(events), failures[0])
-        return [
-            event.id
-            for event, result in zip(events, results, strict=True)
-            if not isinstance(result, BaseException)
+        The sends are queued at once and their acknowledgements awaited together, under one
+        timeout for the batch.
+        """
+        acknowledgements: dict[asyncio.Future[object], int] = {}
+        error: BaseException | None = None
+        try:
+            async with asyncio.timeout(self._timeout):
+                for event in events:
+                    key = None if event.key is None else event.key.encode()
+                    future = asyncio.ensure_future(
+                        await self._send(event.topic, key, event.payload)
+                    )
+                    future.add_done_callback(_retrieve_error)
+                    acknowledgements[future] = event.id
+                await asyncio.wait(acknowledgements)
+        except Exception as exc:  # the producer refused a send, or the time ran out
+            error = exc
+        published = [
+            outbox_id for future, outbox_id in acknowledgements.items() if _acknowledged(future)
         ]
+        failed = len(events) - len(published)
+        if failed:
+            EVENT_SEND_FAILURES.inc(failed)
+            error = error or next(
+                (f.exception() for f in acknowledgements if f.done() and not f.cancelled()), None
+            )
+            logger.warning("%d of %d sends failed: %r", failed, len(events), error)
+        return published
 
     async def _mark_published(self, outbox_ids: Sequence[int]) -> None:
         async with raw_connection(self._db) as connection:
             await connection.execute(_MARK_PUBLISHED_SQL, list(outbox_ids))
+
+
+def _acknowledged(future: asyncio.Future[object]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
+def _retrieve_error(future: asyncio.Future[object]) -> None:
+    # A send that fails after its batch gave up is counted already; do not log it again.
+    if not future.cancelled():
+        future.exception()

@@ -5,12 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-import sqlalchemy as sa
 from databases import Database
 
+from streamapp.db import raw_connection
 from streamapp.errors import USER_NOT_FOUND, EntityAlreadyExists, EntityDoesNotExist
 from streamapp.models.schemas import UserCreate
 from streamapp.models.tables import users
+from streamapp.services.paging import NEWEST, Slice, slice_of
+
+# One page of users by the primary key; the total is a counter kept by a trigger on insert.
+_PAGE_SQL = """
+WITH total AS (SELECT value AS total FROM totals WHERE name = 'users'), page AS (
+    SELECT id FROM users WHERE id < $1 ORDER BY id DESC LIMIT $2 OFFSET $3
+)
+SELECT total.total, u.id, u.user_name, u.email, u.phone, u.created_at
+FROM total LEFT JOIN (page JOIN users AS u ON u.id = page.id) ON true
+ORDER BY u.id DESC
+"""
 
 # Unique constraints (named by the MetaData naming convention) and the field each guards.
 _UNIQUE_FIELDS = {"uq_users_user_name": "user_name", "uq_users_email": "email"}
@@ -35,9 +46,8 @@ async def get(*, db: Database, user_id: int) -> dict[str, Any]:
     return dict(row._mapping)
 
 
-async def get_all(*, db: Database, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
-    """Return one page of users, newest (highest id) first, and the total count."""
-    query = users.select().order_by(users.c.id.desc()).limit(size).offset((page - 1) * size)
-    rows = await db.fetch_all(query)
-    total = await db.fetch_val(sa.select(sa.func.count()).select_from(users))
-    return [dict(row._mapping) for row in rows], int(total)
+async def get_all(*, db: Database, size: int, before: int = NEWEST, offset: int = 0) -> Slice:
+    """Return users with ids below `before`, newest first, after skipping `offset`."""
+    async with raw_connection(db) as connection:
+        records = await connection.fetch(_PAGE_SQL, before, size + 1, offset)
+    return slice_of(records, size)

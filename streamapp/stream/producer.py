@@ -12,7 +12,6 @@ import logging
 from collections.abc import Awaitable
 
 from faust.contrib.asgi import faust_app_running
-from faust.types import TopicT
 
 from streamapp.stream.app import app as faust_app
 
@@ -30,7 +29,6 @@ class ProducerRunner:
         self._ready = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._topics: dict[str, TopicT] = {}
 
     @property
     def ready(self) -> bool:
@@ -55,15 +53,16 @@ class ProducerRunner:
         self._task = None
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[object]:
-        """Send one serialized record; the returned future resolves on the broker's ack."""
+        """Send one serialized record; the returned future resolves on the broker's ack.
+
+        The record is bytes already, so it goes straight to the Faust app's producer rather
+        than through a topic channel and its serializers.
+        """
         if not self.ready:
             raise BrokerUnavailable("the Kafka producer is not connected yet")
-        return await self._topic(topic).send(key=key, value=value)
-
-    def _topic(self, name: str) -> TopicT:
-        if name not in self._topics:
-            self._topics[name] = faust_app.topic(name, key_serializer="raw", value_serializer="raw")
-        return self._topics[name]
+        return await faust_app.producer.send(
+            topic, key, value, partition=None, timestamp=None, headers=None
+        )
 
     async def _run(self) -> None:
         async with faust_app_running(faust_app, discover=False):

@@ -13,16 +13,18 @@ from streamapp import __version__
 from streamapp.config import Settings, get_settings
 from streamapp.db import connect, create_database
 from streamapp.services.outbox import Outbox
-from streamapp.stream.producer import ProducerRunner
 from streamapp.web.api.errors import install_error_handlers
 from streamapp.web.api.middleware import BodySizeLimit, RequestMetrics
-from streamapp.web.api.routes import router
+from streamapp.web.api.routes import routers
 
 logger = logging.getLogger(__name__)
 
 
 @asynccontextmanager
 async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+    # Imported here: importing the Faust app declares its topics, which reads the settings.
+    from streamapp.stream.producer import ProducerRunner
+
     settings: Settings = api.state.settings
     db = create_database(settings)
     await connect(db)
@@ -60,7 +62,8 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     )
     api.state.settings = settings or get_settings()
     install_error_handlers(api)
-    api.include_router(router)
+    for router in routers:
+        api.include_router(router)
     api.add_middleware(BodySizeLimit, max_bytes=api.state.settings.max_body_bytes)
     api.add_middleware(RequestMetrics)
     return api

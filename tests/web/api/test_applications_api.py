@@ -117,7 +117,7 @@ async def test_filter_is_an_exact_match(client: httpx.AsyncClient, user_name: st
 
     body = (await client.get("/applications", params={"user_name": user_name[:-1]})).json()
 
-    assert body == {"applications": [], "page": 1, "size": 10, "total": 0}
+    assert body == {"applications": [], "page": 1, "size": 10, "total": 0, "next_cursor": None}
 
 
 async def test_list_is_newest_first_and_paginated(

@@ -1,11 +1,8 @@
-"""One router per resource, combined in `router`."""
+"""One router per resource; `routers` lists them for the app to include."""
 
 from fastapi import APIRouter
 
 from streamapp.web.api.routes import applications, health, metrics, users
 
-router = APIRouter()
-router.include_router(applications.router)
-router.include_router(users.router)
-router.include_router(health.router)
-router.include_router(metrics.router)
+# Included one by one on the app: a router of routers costs a matching level per request.
+routers: list[APIRouter] = [applications.router, users.router, health.router, metrics.router]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
@@ -16,29 +16,30 @@ from streamapp.models.schemas import (
 )
 from streamapp.services import applications as applications_service
 from streamapp.services.applications import Created, Replayed
+from streamapp.services.paging import Slice
 from streamapp.stream.topics import NEW_APPLICATIONS
-from streamapp.web.api.deps import (
-    DatabaseDep,
-    IdempotencyKey,
-    OutboxDep,
-    Pagination,
-    PaginationDep,
-)
+from streamapp.web.api.deps import DatabaseDep, IdempotencyKey, OutboxDep, PaginationDep
 from streamapp.web.api.errors import ERROR_BODY, ERROR_RESPONSES
+from streamapp.web.api.pagination import Pagination
+from streamapp.web.api.responses import json_response
 
 router = APIRouter(prefix="/applications", tags=["applications"], responses=ERROR_RESPONSES)
 
 ApplicationId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses={409: ERROR_BODY})
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ApplicationCreatedResponse,
+    responses={409: ERROR_BODY},
+)
 async def create_application(
     application_in: ApplicationCreate,
-    response: Response,
     db: DatabaseDep,
     outbox: OutboxDep,
     idempotency_key: IdempotencyKey = None,
-) -> ApplicationCreatedResponse:
+) -> Response:
     """File an application: store it and publish it to `new_applications`."""
     result = await applications_service.create(
         db=db,
@@ -46,40 +47,43 @@ async def create_application(
         topic=NEW_APPLICATIONS,
         idempotency_key=idempotency_key,
     )
+    application = ApplicationPublic.model_validate(result.application)
+    headers = {"Location": f"/applications/{application.id}"}
     match result:
         case Created(event=event):
             APPLICATIONS_CREATED.inc()
             outbox.publish_soon(event)
         case Replayed():
-            response.headers["Idempotent-Replayed"] = "true"
-    application = ApplicationPublic.model_validate(result.application)
-    response.headers["Location"] = f"/applications/{application.id}"
-    return ApplicationCreatedResponse(id=application.id, application=application)
+            headers["Idempotent-Replayed"] = "true"
+    body = ApplicationCreatedResponse(id=application.id, application=application)
+    return json_response(body, status.HTTP_201_CREATED, headers)
 
 
-@router.get("")
+@router.get("", response_model=ApplicationsPage)
 async def list_applications(
     db: DatabaseDep,
     pagination: PaginationDep,
     user_name: Annotated[UserName | None, Query(description="Only this user's.")] = None,
-) -> ApplicationsPage:
+) -> Response:
     """List applications, newest first, optionally of one user."""
-    rows, total = await applications_service.get_all(
-        db=db, page=pagination.page, size=pagination.size, user_name=user_name
+    found = await applications_service.get_all(
+        db=db,
+        size=pagination.size,
+        before=pagination.before,
+        offset=pagination.offset,
+        user_name=user_name,
     )
-    return applications_page(rows, total, pagination)
+    return json_response(applications_page(found, pagination))
 
 
-def applications_page(
-    rows: list[dict[str, Any]], total: int, pagination: Pagination
-) -> ApplicationsPage:
-    """Build one page of the applications listing."""
-    applications = [ApplicationPublic.model_validate(row) for row in rows]
-    return ApplicationsPage(applications=applications, **pagination.envelope(total))
+def applications_page(found: Slice, pagination: Pagination) -> ApplicationsPage:
+    """Build one page of an applications listing."""
+    applications = [ApplicationPublic.model_validate(row) for row in found.rows]
+    return ApplicationsPage(applications=applications, **pagination.envelope(found))
 
 
-@router.get("/{application_id}", responses={404: ERROR_BODY})
-async def get_application(application_id: ApplicationId, db: DatabaseDep) -> ApplicationPublic:
+@router.get("/{application_id}", response_model=ApplicationPublic, responses={404: ERROR_BODY})
+async def get_application(application_id: ApplicationId, db: DatabaseDep) -> Response:
     """Read one application."""
     row = await applications_service.get(db=db, application_id=application_id)
-    return ApplicationPublic.model_validate(row)
+    return json_response(ApplicationPublic.model_validate(row))

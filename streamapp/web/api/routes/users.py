@@ -11,6 +11,7 @@ from streamapp.services import applications as applications_service
 from streamapp.services import users as users_service
 from streamapp.web.api.deps import DatabaseDep, PaginationDep
 from streamapp.web.api.errors import ERROR_BODY, ERROR_RESPONSES
+from streamapp.web.api.responses import json_response
 from streamapp.web.api.routes.applications import applications_page
 
 router = APIRouter(prefix="/users", tags=["users"], responses=ERROR_RESPONSES)
@@ -26,12 +27,14 @@ async def create_user(user_in: UserCreate, response: Response, db: DatabaseDep) 
     return user
 
 
-@router.get("")
-async def list_users(db: DatabaseDep, pagination: PaginationDep) -> UsersPage:
+@router.get("", response_model=UsersPage)
+async def list_users(db: DatabaseDep, pagination: PaginationDep) -> Response:
     """List users, newest first."""
-    rows, total = await users_service.get_all(db=db, page=pagination.page, size=pagination.size)
-    users = [UserPublic.model_validate(row) for row in rows]
-    return UsersPage(users=users, **pagination.envelope(total))
+    found = await users_service.get_all(
+        db=db, size=pagination.size, before=pagination.before, offset=pagination.offset
+    )
+    users = [UserPublic.model_validate(row) for row in found.rows]
+    return json_response(UsersPage(users=users, **pagination.envelope(found)))
 
 
 @router.get("/{user_id}", responses={404: ERROR_BODY})
@@ -40,13 +43,16 @@ async def get_user(user_id: UserId, db: DatabaseDep) -> UserPublic:
     return UserPublic.model_validate(await users_service.get(db=db, user_id=user_id))
 
 
-@router.get("/{user_id}/applications", responses={404: ERROR_BODY})
+@router.get("/{user_id}/applications", response_model=ApplicationsPage, responses={404: ERROR_BODY})
 async def list_user_applications(
     user_id: UserId, db: DatabaseDep, pagination: PaginationDep
-) -> ApplicationsPage:
+) -> Response:
     """List one user's applications, newest first."""
-    await users_service.get(db=db, user_id=user_id)
-    rows, total = await applications_service.get_all(
-        db=db, page=pagination.page, size=pagination.size, user_id=user_id
+    found = await applications_service.get_all(
+        db=db,
+        size=pagination.size,
+        before=pagination.before,
+        offset=pagination.offset,
+        user_id=user_id,
     )
-    return applications_page(rows, total, pagination)
+    return json_response(applications_page(found, pagination))

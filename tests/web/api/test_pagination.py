@@ -1,0 +1,204 @@
+"""Listings: cursors and pages agree, totals come from counters, no query scans applications."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from streamapp import migrate
+from streamapp.services import applications as applications_service
+from streamapp.services import users as users_service
+from streamapp.services.generator import Plan, generate
+from streamapp.web.api.pagination import decode_cursor, encode_cursor
+from tests.harness.postgres import PostgresServer
+
+
+async def create(client: httpx.AsyncClient, user_name: str, description: str) -> int:
+    response = await client.post(
+        "/applications", json={"user_name": user_name, "description": description}
+    )
+    assert response.status_code == 201
+    return int(response.json()["id"])
+
+
+async def walk(client: httpx.AsyncClient, path: str, **params: Any) -> list[dict[str, Any]]:
+    """Follow next_cursor from the first page to the last; return every page's body."""
+    pages = [(await client.get(path, params=params)).json()]
+    while pages[-1]["next_cursor"] is not None:
+        cursor = pages[-1]["next_cursor"]
+        pages.append((await client.get(path, params={**params, "cursor": cursor})).json())
+    return pages
+
+
+async def test_cursor_walk_lists_every_application_once_newest_first(
+    client: httpx.AsyncClient, user_name: str
+) -> None:
+    ids = [await create(client, user_name, f"n{i}") for i in range(7)]
+
+    pages = await walk(client, "/applications", user_name=user_name, size=3)
+
+    listed = [a["id"] for page in pages for a in page["applications"]]
+    assert listed == sorted(ids, reverse=True)
+    assert [len(page["applications"]) for page in pages] == [3, 3, 1]
+    assert [page["page"] for page in pages] == [1, None, None]
+    assert all(page["total"] == 7 for page in pages)
+
+
+async def test_pages_and_cursors_give_the_same_rows(
+    client: httpx.AsyncClient, user_name: str
+) -> None:
+    for i in range(5):
+        await create(client, user_name, f"n{i}")
+
+    by_cursor = await walk(client, "/applications", user_name=user_name, size=2)
+    by_page = [
+        (
+            await client.get("/applications", params={"user_name": user_name, "size": 2, "page": n})
+        ).json()
+        for n in (1, 2, 3)
+    ]
+
+    assert [p["applications"] for p in by_page] == [p["applications"] for p in by_cursor]
+    assert [p["next_cursor"] is None for p in by_page] == [False, False, True]
+
+
+async def test_exactly_full_last_page_has_no_next_cursor(
+    client: httpx.AsyncClient, user_name: str
+) -> None:
+    for i in range(4):
+        await create(client, user_name, f"n{i}")
+
+    pages = await walk(client, "/applications", user_name=user_name, size=2)
+
+    assert len(pages) == 2
+
+
+async def test_user_applications_walk_with_cursors(
+    client: httpx.AsyncClient, user_name: str
+) -> None:
+    ids = [await create(client, user_name, f"n{i}") for i in range(3)]
+    user_id = (await client.get(f"/applications/{ids[0]}")).json()["user_id"]
+
+    pages = await walk(client, f"/users/{user_id}/applications", size=2)
+
+    assert [a["id"] for page in pages for a in page["applications"]] == ids[::-1]
+    assert pages[0]["total"] == 3
+
+
+async def test_users_listing_walks_with_cursors_and_counts_users(
+    client: httpx.AsyncClient, pg: asyncpg.Pool
+) -> None:
+    pages = await walk(client, "/users", size=50)
+
+    listed = [user["id"] for page in pages for user in page["users"]]
+    assert listed == sorted(listed, reverse=True)
+    assert len(listed) == len(set(listed))
+    assert pages[0]["total"] == await pg.fetchval("SELECT count(*) FROM users") == len(listed)
+
+
+async def test_total_counts_processed_and_new_applications(
+    api: Any, client: httpx.AsyncClient, pg: asyncpg.Pool, user_name: str
+) -> None:
+    ids = [await create(client, user_name, f"n{i}") for i in range(3)]
+    before = (await client.get("/applications", params={"size": 1})).json()["total"]
+    # What a worker's batch does: mark two processed, counters included.
+    await applications_service.mark_processed(
+        db=api.state.db,
+        application_ids=ids[:2],
+        user_names=[user_name],
+    )
+
+    mine = (await client.get("/applications", params={"user_name": user_name})).json()
+    everyone = (await client.get("/applications", params={"size": 1})).json()
+
+    assert mine["total"] == 3
+    assert everyone["total"] == before
+    assert everyone["total"] == await pg.fetchval("SELECT count(*) FROM applications")
+    assert await pg.fetchval(
+        "SELECT processed_count FROM users WHERE user_name = $1", user_name
+    ) == await pg.fetchval(
+        "SELECT count(*) FROM applications a JOIN users u ON u.id = a.user_id "
+        "WHERE u.user_name = $1 AND a.status = 'processed'",
+        user_name,
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"cursor": encode_cursor(5)[:-2] + "!!"}, "cursor"),
+        ({"cursor": "x" * 40}, "cursor"),
+        ({"cursor": encode_cursor(5), "page": 2}, "page"),
+    ],
+)
+async def test_bad_cursor_is_422_naming_the_field(
+    client: httpx.AsyncClient, params: dict[str, Any], field: str
+) -> None:
+    response = await client.get("/applications", params=params)
+
+    assert response.status_code == 422
+    assert [f["field"] for f in response.json()["error"]["fields"]] == [field]
+
+
+def test_cursor_round_trips_and_rejects_what_it_did_not_make() -> None:
+    assert decode_cursor(encode_cursor(123)) == 123
+    for text in ("", "YWJj", encode_cursor(0), "YmVmb3JlOi0x"):
+        with pytest.raises(ValueError, match="not a cursor"):
+            decode_cursor(text)
+
+
+@pytest.fixture(scope="module")
+async def populated(postgres: PostgresServer) -> AsyncIterator[str]:
+    """A database of its own with 30,000 applications over 50 users, analysed."""
+    url = await postgres.create_database()
+    await asyncio.to_thread(migrate.upgrade, url)
+    await generate(url, Plan(count=30_000, users=50, prefix="explain"))
+    yield url
+    await postgres.drop_database(url)
+
+
+def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    nodes = [plan]
+    for child in plan.get("Plans", []):
+        nodes += plan_nodes(child)
+    return nodes
+
+
+@pytest.mark.parametrize(
+    ("sql", "arguments"),
+    [
+        (applications_service._PAGE_OF_ALL_SQL, [2**31 - 1, 11, 0]),
+        (applications_service._PAGE_OF_ALL_SQL, [15_000, 11, 0]),
+        (applications_service._PAGE_BY_USER_NAME_SQL, [2**31 - 1, 11, 0, "explain-07"]),
+        (applications_service._PAGE_BY_USER_NAME_SQL, [20_000, 11, 0, "explain-07"]),
+        (applications_service._PAGE_BY_USER_ID_SQL, [2**31 - 1, 11, 0, 3]),
+        (users_service._PAGE_SQL, [2**31 - 1, 11, 0]),
+    ],
+    ids=["all", "all-deep-cursor", "user", "user-deep-cursor", "user-id", "users"],
+)
+@pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
+async def test_listing_queries_never_scan_applications(
+    populated: str, sql: str, arguments: list[Any], plan_cache_mode: str
+) -> None:
+    connection = await asyncpg.connect(populated)
+    try:
+        # A prepared statement runs with a plan for its values, or with a generic one.
+        await connection.execute(f"SET plan_cache_mode = {plan_cache_mode}")
+        statement = await connection.prepare(f"EXPLAIN (FORMAT JSON) {sql}")
+        [plan] = json.loads(await statement.fetchval(*arguments))
+    finally:
+        await connection.close()
+
+    scans = [
+        node
+        for node in plan_nodes(plan["Plan"])
+        if node["Node Type"] == "Seq Scan" and node.get("Relation Name") == "applications"
+    ]
+    assert scans == [], json.dumps(plan, indent=1)
