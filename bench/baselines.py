@@ -2,7 +2,8 @@
 
     insert  POST /applications: one INSERT into a table of its own
     keyset  GET /applications?size=&before=&user_name=: one keyset query joined with users,
-            no count (what a listing costs at the least)
+            no count (what a listing costs at the least); with ?page=, the same query with
+            an OFFSET instead (what the original service did, less its count)
 
 Each serves GET /healthz too; run them under uvicorn the way the API runs.
 """
@@ -20,11 +21,18 @@ from pydantic import BaseModel
 
 pool: asyncpg.Pool | None = None
 
-KEYSET_SQL = """
-SELECT a.id, a.user_id, u.user_name, a.description, a.status, a.created_at, a.processed_at
-FROM applications AS a JOIN users AS u ON u.id = a.user_id
-WHERE a.id < $1 AND ($2::text IS NULL OR u.user_name = $2)
-ORDER BY a.id DESC LIMIT $3
+COLUMNS = "a.id, a.user_id, u.user_name, a.description, a.status, a.created_at, a.processed_at"
+KEYSET_SQL = f"""
+SELECT {COLUMNS} FROM applications AS a JOIN users AS u ON u.id = a.user_id
+WHERE a.id < $1 ORDER BY a.id DESC LIMIT $2
+"""
+KEYSET_OF_USER_SQL = f"""
+SELECT {COLUMNS} FROM applications AS a JOIN users AS u ON u.id = a.user_id
+WHERE a.id < $1 AND u.user_name = $3 ORDER BY a.id DESC LIMIT $2
+"""
+OFFSET_SQL = f"""
+SELECT {COLUMNS} FROM applications AS a JOIN users AS u ON u.id = a.user_id
+ORDER BY a.id DESC LIMIT $1 OFFSET $2
 """
 
 
@@ -67,8 +75,13 @@ async def create(body: Body) -> dict[str, int]:
 
 @keyset.get("/applications")
 async def list_applications(
-    size: int = 10, before: int = 2**31 - 1, user_name: str | None = None
+    size: int = 10, before: int = 2**31 - 1, user_name: str | None = None, page: int | None = None
 ) -> dict[str, Any]:
     assert pool is not None
-    rows = await pool.fetch(KEYSET_SQL, before, user_name, size)
+    if page is not None:
+        rows = await pool.fetch(OFFSET_SQL, size, (page - 1) * size)
+    elif user_name is None:
+        rows = await pool.fetch(KEYSET_SQL, before, size)
+    else:
+        rows = await pool.fetch(KEYSET_OF_USER_SQL, before, size, user_name)
     return {"applications": [dict(row) for row in rows]}

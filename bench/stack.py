@@ -1,30 +1,35 @@
-"""What the benchmarks run on: real PostgreSQL and Apache Kafka, as the test suite starts them,
-the streamapp processes, the baseline servers, and wrk.
+"""What the benchmarks run on: real PostgreSQL and Apache Kafka (started as the test suite
+starts them), streamapp processes, the baseline servers, and wrk.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+import asyncpg
 
 from streamapp import migrate
 from streamapp.dev.postgres import EmbeddedPostgres
 from streamapp.dev.processes import LoggedProcess, free_port
 from tests.harness.kafka import ApacheKafka
-from tests.harness.processes import Api, Worker, child_env, http_json
+from tests.harness.processes import Api, Worker, child_env, http_json, wait_for
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-# The timings the test suite uses, so a worker joins the group in seconds.
+TOPIC = "new_applications"
+# Production defaults, but for the group timings the test suite uses (a worker joins in
+# seconds) and no redelivery sweep (nothing is lost in a benchmark; it would only add load).
 STREAMAPP_SETTINGS = {
     "LOG_LEVEL": "WARNING",
     "TOPIC_PARTITIONS": "8",
@@ -33,51 +38,53 @@ STREAMAPP_SETTINGS = {
     "WORKER_HEARTBEAT_INTERVAL": "1",
     "WORKER_WEB_HOST": "127.0.0.1",
     "REDELIVER_AFTER": "0",
-    "DB_POOL_MAX_SIZE": "20",
 }
 
 
 @dataclass
-class Services:
-    """PostgreSQL and Kafka for one benchmark run, and the database the run uses."""
+class Stack:
+    """The servers of one benchmark run."""
 
     postgres: EmbeddedPostgres
     kafka: ApacheKafka
-    database_url: str
 
-    def env(self, **overrides: str) -> dict[str, str]:
-        """Return the environment of a streamapp child process on these services."""
-        base = {
-            **STREAMAPP_SETTINGS,
-            "DATABASE_URL": self.database_url,
-            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
-            "WORKER_DATA_DIR": tempfile.mkdtemp(prefix="streamapp-bench-worker-"),
-        }
-        return child_env(**{**base, **overrides})
-
-    async def fresh_database(self) -> str:
-        """Create and migrate another database on the same server; return its URL."""
-        name = f"bench_{free_port()}"
+    async def database(self, name: str) -> str:
+        """Create and migrate a database; return its URL."""
         url = self.postgres.create_database(name)
         await asyncio.to_thread(migrate.upgrade, url)
         return url
 
+    def env(self, database_url: str, **overrides: str) -> dict[str, str]:
+        """Return the environment of a child process on these servers."""
+        settings = {
+            **STREAMAPP_SETTINGS,
+            "DATABASE_URL": database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+            "WORKER_DATA_DIR": tempfile.mkdtemp(prefix="streamapp-bench-"),
+            "PYTHONPATH": str(ROOT),
+        }
+        return child_env(**{**settings, **overrides})
+
+    @contextmanager
+    def fresh_kafka(self) -> Iterator[None]:
+        """Replace the broker with an empty one for the duration (topics, groups: none)."""
+        self.kafka.remove()
+        self.kafka = ApacheKafka()
+        self.kafka.start()
+        yield
+
 
 @contextmanager
-def services() -> Iterator[Services]:
+def stack() -> Iterator[Stack]:
     """Start PostgreSQL and a single-node Apache Kafka; stop and remove both afterwards."""
     postgres = EmbeddedPostgres()
-    kafka = ApacheKafka()
     postgres.start()
+    servers = Stack(postgres, ApacheKafka())
     try:
-        kafka.start()
-        try:
-            url = postgres.create_database("bench")
-            migrate.upgrade(url)
-            yield Services(postgres, kafka, url)
-        finally:
-            kafka.remove()
+        servers.kafka.start()
+        yield servers
     finally:
+        servers.kafka.remove()
         postgres.close()
 
 
@@ -91,27 +98,36 @@ def running(*processes: LoggedProcess) -> Iterator[None]:
             process.stop()
 
 
-def streamapp_api(env: dict[str, str]) -> Api:
+def start_api(env: dict[str, str]) -> Api:
     api = Api(env).start()
     api.wait_ready()
     return api
 
 
-def streamapp_worker(env: dict[str, str]) -> Worker:
+def start_worker(env: dict[str, str], *, wait: bool = True) -> Worker:
     worker = Worker(env).start()
-    worker.wait_ready()
+    if wait:
+        worker.wait_ready()
     return worker
 
 
-def wait_until_assigned(worker: Worker) -> None:
-    """Wait until the worker holds partitions of new_applications (it joined the group)."""
-    from tests.harness.processes import wait_for
+def wait_assigned(workers: list[Worker]) -> None:
+    """Wait until the workers hold every partition of the topic between them."""
 
-    wait_for(lambda: bool(worker.assigned_partitions("new_applications")), timeout=90)
+    def assigned() -> bool:
+        try:
+            owned = [w.assigned_partitions(TOPIC) for w in workers]
+        except OSError:
+            return False
+        return all(owned) and sum(len(p) for p in owned) == int(
+            STREAMAPP_SETTINGS["TOPIC_PARTITIONS"]
+        )
+
+    wait_for(assigned, timeout=120, message="workers never shared the partitions")
 
 
 class BaselineServer(LoggedProcess):
-    """One of the minimal FastAPI apps in bench/baselines.py, under uvicorn like the API."""
+    """One of the minimal FastAPI apps of bench/baselines.py, under uvicorn like the API."""
 
     def __init__(self, app: str, env: dict[str, str]) -> None:
         self.port = free_port()
@@ -127,7 +143,7 @@ class BaselineServer(LoggedProcess):
     def start(self) -> BaselineServer:
         command = [sys.executable, "-m", "uvicorn", f"bench.baselines:{self.app}"]
         command += ["--port", str(self.port), "--log-level", "warning", "--no-access-log"]
-        self.launch(command, env={**self.env, "PYTHONPATH": str(ROOT)})
+        self.launch(command, env=self.env)
         self.wait_until(lambda: _answers(f"{self.url}/healthz"), 30)
         return self
 
@@ -141,49 +157,55 @@ def _answers(url: str) -> bool:
 
 
 @dataclass(frozen=True)
-class WrkResult:
+class Load:
+    """What wrk measured."""
+
     requests_per_second: float
     p50_ms: float
     p99_ms: float
     errors: int
 
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
-def wrk(
-    url: str, *, seconds: float, script: str, connections: int = 32, threads: int = 2
-) -> WrkResult:
-    """Load `url` with wrk and a Lua script from bench/; return throughput and latency."""
+
+def wrk(url: str, *, seconds: float, script: str | None = None, connections: int = 32) -> Load:
+    """Load `url` with wrk (two threads), optionally with a Lua script of bench/."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is needed: apt-get install wrk")
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
-    command += ["--latency", "-s", str(BENCH / script), url]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+    if script:
+        command += ["-s", str(BENCH / script)]
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if rate is None:
+        raise RuntimeError(f"wrk printed no rate:\n{output}")
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", output))
-    errors += (
-        sum(
-            int(n)
-            for n in re.findall(
-                r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-            )[0]
-        )
-        if "Socket errors" in output
-        else 0
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     )
-    return WrkResult(rps, _percentile(output, "50%"), _percentile(output, "99%"), errors)
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    return Load(
+        float(rate.group(1)), _percentile(output, "50%"), _percentile(output, "99%"), errors
+    )
 
 
 def _percentile(output: str, label: str) -> float:
     match = re.search(rf"^\s+{re.escape(label)}\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
     if match is None:
         return float("nan")
-    value, unit = float(match.group(1)), match.group(2)
-    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    return float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
 
 
-def machine() -> dict[str, object]:
-    """Describe where the figures were measured."""
-    return {
-        "cpus": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "platform": sys.platform,
-    }
+async def vacuum(database_url: str) -> None:
+    """VACUUM ANALYZE, as autovacuum would have by now on a table this size."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("VACUUM ANALYZE")
+    finally:
+        await connection.close()
+
+
+def elapsed_since(started: float) -> float:
+    return time.monotonic() - started

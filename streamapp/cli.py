@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -109,9 +110,14 @@ def _run_worker(args: argparse.Namespace, settings: Settings, rest: Sequence[str
     from streamapp.stream.app import app
 
     level = FAUST_LOG_LEVELS[settings.log_level]
-    sys.argv = ["streamapp worker", "worker", "--web-port", str(args.web_port)]
-    sys.argv += ["--loglevel", level, *rest]
+    sys.argv = ["streamapp worker", "--loop", _event_loop(), "worker"]
+    sys.argv += ["--web-port", str(args.web_port), "--loglevel", level, *rest]
     app.main()
+
+
+def _event_loop() -> str:
+    """Return Faust's name of the fastest event loop installed: uvloop, else asyncio's."""
+    return "uvloop" if importlib.util.find_spec("uvloop") else "aio"
 
 
 def _run_migrate(args: argparse.Namespace, settings: Settings, _: Sequence[str]) -> None:

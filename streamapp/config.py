@@ -49,8 +49,8 @@ class Settings(BaseSettings):
     host_consumer: str | None = None
     topic_partitions: Count = 8
     topic_replication_factor: Count = 1
-    worker_batch_size: Count = 200
-    worker_batch_seconds: Duration = 0.5
+    worker_batch_size: Count = 1000
+    worker_batch_idle: NonNegativeDuration = 0.005
     worker_rebalance_timeout: Duration = 60.0
     worker_session_timeout: Duration = 60.0
     worker_heartbeat_interval: Duration = 3.0

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 
 from databases import Database
@@ -15,6 +16,7 @@ from streamapp.models.records import ApplicationCreated, InvalidRecord, decode_a
 from streamapp.retry import Backoff, retry
 from streamapp.services import applications as applications_service
 from streamapp.stream.app import app, dead_letters, new_applications
+from streamapp.stream.batches import batches
 from streamapp.stream.tables import applications_per_user, user_key
 
 logger = logging.getLogger(__name__)
@@ -22,14 +24,35 @@ logger = logging.getLogger(__name__)
 
 @app.agent(new_applications)
 async def process_applications(stream: Any) -> AsyncIterator[int]:
-    """Mark each batch of new applications processed and keep the per-user counts."""
+    """Mark each batch of new applications processed and keep the per-user counts.
+
+    Acks follow effects: a batch's events are acked only once its UPDATE has committed and
+    its dead letters are stored. A batch cut short (a stop, a rebalance, a crash) is never
+    acked, so its records are consumed again.
+    """
     settings = get_settings()
-    async for events in stream.take_events(
-        settings.worker_batch_size, within=settings.worker_batch_seconds
-    ):
-        records = [record for event in events if (record := await _decode_or_dead_letter(event))]
-        if records:
-            yield await _until_database_answers(records, settings.outbox_max_backoff)
+    manual = stream.noack()
+    size, idle = settings.worker_batch_size, settings.worker_batch_idle
+    async for events in batches(manual, size=size, idle=idle):
+        moved = await _apply(events, settings.outbox_max_backoff)
+        for event in events:
+            await manual.ack(event)
+        yield moved
+
+
+async def _apply(events: Sequence[Any], max_backoff: float) -> int:
+    """Dead-letter what does not decode, process the rest; return how many moved."""
+    records: list[ApplicationCreated] = []
+    dead_letters_stored = []
+    for event in events:
+        try:
+            records.append(decode_application(event.value))
+        except InvalidRecord as exc:
+            dead_letters_stored.append(await _dead_letter(event, str(exc)))
+    await asyncio.gather(*dead_letters_stored)
+    if not records:
+        return 0
+    return await _until_database_answers(records, max_backoff)
 
 
 async def _until_database_answers(records: Sequence[ApplicationCreated], max_backoff: float) -> int:
@@ -73,25 +96,22 @@ async def process_batch(records: Sequence[ApplicationCreated]) -> int:
     return moved
 
 
-async def _decode_or_dead_letter(event: Any) -> ApplicationCreated | None:
-    try:
-        return decode_application(event.value)
-    except InvalidRecord as exc:
-        message = event.message
-        where = f"{message.topic}[{message.partition}]@{message.offset}"
-        logger.warning("dead-lettering record at %s: %s", where, exc)
-        RECORDS_DEAD_LETTERED.inc()
-        await dead_letters.send(
-            key=message.key,
-            value={
-                "reason": str(exc),
-                "topic": message.topic,
-                "partition": message.partition,
-                "offset": message.offset,
-                "value": _printable(event.value),
-            },
-        )
-        return None
+async def _dead_letter(event: Any, reason: str) -> Awaitable[Any]:
+    """Send the record to the dead-letter topic; the result resolves once it is stored."""
+    message = event.message
+    where = f"{message.topic}[{message.partition}]@{message.offset}"
+    logger.warning("dead-lettering record at %s: %s", where, reason)
+    RECORDS_DEAD_LETTERED.inc()
+    return await dead_letters.send(
+        key=message.key,
+        value={
+            "reason": reason,
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "value": _printable(event.value),
+        },
+    )
 
 
 def _printable(raw: bytes | None) -> str | None:

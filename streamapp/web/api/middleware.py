@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,8 +24,12 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(scope, receive, send)
+        if declared is not None and declared.isdigit():
+            # The server frames the body by its Content-Length: no more can arrive.
+            if int(declared) > self.max_bytes:
+                await self._reject(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         body = bytearray()
         while True:
@@ -80,9 +86,12 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            route = scope.get("route")
             # The template, not the raw path, so ids do not explode the label set.
-            template = getattr(route, "path", "unmatched")
-            REQUEST_SECONDS.labels(scope["method"], template, str(status)).observe(
-                time.perf_counter() - started
-            )
+            template = getattr(scope.get("route"), "path", "unmatched")
+            _latency(scope["method"], template, status).observe(time.perf_counter() - started)
+
+
+@functools.lru_cache(maxsize=512)
+def _latency(method: str, template: str, status: int) -> Any:
+    """Return the histogram child of one label set (a label look-up costs on every request)."""
+    return REQUEST_SECONDS.labels(method, template, str(status))

@@ -1,0 +1,420 @@
+"""The benchmark scenarios. Each returns figures measured against a baseline in the same run,
+alternating the two round by round, so the noise of a shared machine hits both alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.stack import (
+    TOPIC,
+    BaselineServer,
+    Load,
+    Stack,
+    running,
+    start_api,
+    start_worker,
+    vacuum,
+    wait_assigned,
+    wrk,
+)
+from streamapp.services.generator import Plan, generate
+from streamapp.stream.topics import TopicSpec, ensure_topics
+from streamapp.web.api.pagination import encode_cursor
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Sizes:
+    """How big the run is: the issue's sizes by default, tiny ones for the smoke test."""
+
+    applications: int = 1_000_000
+    users: int = 100
+    backlog: int = 100_000
+    seconds: float = 8.0
+    rounds: int = 2
+    latency_seconds: float = 20.0
+    latency_rate: float = 200.0
+
+
+@dataclass
+class Figure:
+    """One measured figure, its baseline, and the target for their ratio."""
+
+    name: str
+    unit: str
+    ours: list[float]
+    baseline: list[float]
+    target: float | None  # the ratio to reach, or None where the figure is reported only
+    higher_is_better: bool = True
+    baseline_name: str = ""
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        ratios = [o / b for o, b in zip(self.ours, self.baseline, strict=True) if b]
+        return statistics.median(ratios) if ratios else float("nan")
+
+    @property
+    def met(self) -> bool | None:
+        if self.target is None:
+            return None
+        return self.ratio >= self.target if self.higher_is_better else self.ratio <= self.target
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "ours": self.ours,
+            "baseline": self.baseline,
+            "baseline_name": self.baseline_name,
+            "ratio": round(self.ratio, 3),
+            "target": self.target,
+            "higher_is_better": self.higher_is_better,
+            "met": self.met,
+            **self.notes,
+        }
+
+
+def alternate(
+    rounds: int, baseline: Callable[[], Load], ours: Callable[[], Load]
+) -> tuple[list[Load], list[Load]]:
+    """Run baseline, ours, baseline, ours... and return both series."""
+    base, mine = [], []
+    for _ in range(rounds):
+        base.append(baseline())
+        mine.append(ours())
+    return base, mine
+
+
+async def listings(stack: Stack, sizes: Sizes) -> list[Figure]:
+    """GET /applications on a populated table: page 1, one user's, deep pages."""
+    url = await stack.database("listing")
+    await generate(url, Plan(count=sizes.applications, users=sizes.users, prefix="user"))
+    await vacuum(url)
+    middle = sizes.applications // 2
+    user = f"user-{7:0{len(str(sizes.users))}d}"
+    env = stack.env(url)
+    api, baseline = start_api(env), BaselineServer("keyset", env).start()
+    figures = []
+    with running(api, baseline):
+        cases = [
+            ("list page 1", "?size=10", "?size=10", 0.6),
+            (
+                "list one user's page 1",
+                f"?size=10&user_name={user}",
+                f"?size=10&user_name={user}",
+                0.6,
+            ),
+            (
+                "list a deep page by cursor",
+                f"?size=10&cursor={encode_cursor(middle)}",
+                f"?size=10&before={middle}",
+                0.6,
+            ),
+            (
+                "list a deep page by number",
+                f"?size=10&page={middle // 10}",
+                f"?size=10&page={middle // 10}",
+                None,
+            ),
+        ]
+        for name, ours_query, base_query, target in cases:
+            base, mine = alternate(
+                sizes.rounds,
+                lambda q=base_query: wrk(f"{baseline.url}/applications{q}", seconds=sizes.seconds),
+                lambda q=ours_query: wrk(f"{api.url}/applications{q}", seconds=sizes.seconds),
+            )
+            baseline_name = "keyset query, no count" if target else "the same query with OFFSET"
+            figures.append(_http_figure(name, mine, base, target, baseline_name))
+    return figures
+
+
+async def writes(stack: Stack, sizes: Sizes) -> list[Figure]:
+    """POST /applications with one worker processing alongside, against one INSERT."""
+    url = await stack.database("writes")
+    env = stack.env(url)
+    worker = start_worker(env)
+    with running(worker):
+        wait_assigned([worker])
+        api, baseline = start_api(env), BaselineServer("insert", env).start()
+        with running(api, baseline):
+            base, mine = alternate(
+                sizes.rounds,
+                lambda: wrk(
+                    f"{baseline.url}/applications", seconds=sizes.seconds, script="post.lua"
+                ),
+                lambda: wrk(f"{api.url}/applications", seconds=sizes.seconds, script="post.lua"),
+            )
+    throughput = _http_figure("POST /applications", mine, base, 0.6, "one INSERT endpoint")
+    p99 = Figure(
+        "POST /applications p99 at c=32",
+        "ms",
+        [m.p99_ms for m in mine],
+        [50.0] * len(mine),
+        target=1.0,
+        higher_is_better=False,
+        baseline_name="the 50 ms target",
+    )
+    return [throughput, p99]
+
+
+def _http_figure(
+    name: str, mine: list[Load], base: list[Load], target: float | None, baseline_name: str
+) -> Figure:
+    return Figure(
+        name,
+        "requests/s",
+        [m.requests_per_second for m in mine],
+        [b.requests_per_second for b in base],
+        target,
+        baseline_name=baseline_name,
+        notes={
+            "p99_ms": [m.p99_ms for m in mine],
+            "baseline_p99_ms": [b.p99_ms for b in base],
+            "errors": sum(m.errors for m in mine),
+        },
+    )
+
+
+async def drains(stack: Stack, sizes: Sizes) -> list[Figure]:
+    """Workers draining a backlog on the topic, against a plain consumer doing the same UPDATE."""
+    url = await stack.database("drain")
+    await generate(
+        url, Plan(count=sizes.backlog, users=sizes.users, processed=False, prefix="drain")
+    )
+    await vacuum(url)
+    results: dict[str, list[float]] = {"baseline": [], "1 worker": [], "2 workers": []}
+    first_record: list[float] = []
+    for _ in range(sizes.rounds):
+        for name in results:
+            await _reset(url)
+            with stack.fresh_kafka():
+                await _publish_backlog(stack.kafka.bootstrap_servers, url)
+                if name == "baseline":
+                    rate, _ = await _drain_with_plain_consumer(
+                        stack.kafka.bootstrap_servers, url, sizes.backlog
+                    )
+                else:
+                    rate, first = await _drain_with_workers(stack, url, sizes.backlog, int(name[0]))
+                    if name == "1 worker":
+                        first_record.append(first)
+            results[name].append(rate)
+    one = Figure(
+        "1 worker draining the backlog",
+        "records/s",
+        results["1 worker"],
+        results["baseline"],
+        0.3,
+        baseline_name="aiokafka consumer, same UPDATE per 500, commit after",
+        notes={"worker_start_to_first_processed_s": first_record},
+    )
+    two = Figure(
+        "2 workers draining the backlog",
+        "records/s",
+        results["2 workers"],
+        results["1 worker"],
+        1.3,
+        baseline_name="1 worker",
+    )
+    return [one, two]
+
+
+_RESET_SQL = [
+    "UPDATE applications SET status = 'new', processed_at = NULL WHERE status = 'processed'",
+    "UPDATE users SET processed_count = 0, last_processed_at = NULL",
+    "UPDATE totals SET value = 0 WHERE name = 'processed'",
+    "VACUUM ANALYZE applications",
+]
+
+
+async def _reset(url: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        for sql in _RESET_SQL:
+            await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+async def _publish_backlog(bootstrap_servers: str, url: str) -> None:
+    """Put every application's stored event on the topic, as the outbox would have."""
+    await ensure_topics(bootstrap_servers, [TopicSpec(TOPIC, partitions=8)])
+    connection = await asyncpg.connect(url)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers, linger_ms=20, max_batch_size=256 * 1024
+    )
+    await producer.start()
+    try:
+        async with connection.transaction():
+            async for row in connection.cursor(
+                "SELECT key, payload::text AS payload FROM outbox ORDER BY id"
+            ):
+                await producer.send(TOPIC, row["payload"].encode(), key=row["key"].encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+        await connection.close()
+
+
+async def _processed(url: str) -> int:
+    connection = await asyncpg.connect(url)
+    try:
+        return int(
+            await connection.fetchval(
+                "SELECT count(*) FROM applications WHERE status = 'processed'"
+            )
+        )
+    finally:
+        await connection.close()
+
+
+async def _watch(url: str, total: int, started: float, timeout: float = 600) -> tuple[float, float]:
+    """Wait until `total` applications are processed; return (first, last) seconds after start."""
+    first = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = await _processed(url)
+        now = time.monotonic() - started
+        if done and first is None:
+            first = now
+        if done >= total:
+            return first or now, now
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"only {await _processed(url)} of {total} processed in {timeout}s")
+
+
+async def _drain_with_workers(
+    stack: Stack, url: str, total: int, count: int
+) -> tuple[float, float]:
+    started = time.monotonic()
+    env = stack.env(url)
+    workers = [start_worker(env, wait=False) for _ in range(count)]
+    with running(*workers):
+        first, last = await _watch(url, total, started)
+    # The rate while the workers process (group joins are the first figure, not this one).
+    return total / max(last - first, 1e-3), first
+
+
+_UPDATE_SQL = """
+UPDATE applications SET status = 'processed', processed_at = now()
+WHERE id = ANY($1::integer[]) AND status = 'new'
+"""
+
+
+async def _drain_with_plain_consumer(
+    bootstrap_servers: str, url: str, total: int
+) -> tuple[float, float]:
+    """The least a consumer can do: decode the id, one UPDATE per batch, commit after it."""
+    connection = await asyncpg.connect(url)
+    consumer = AIOKafkaConsumer(
+        TOPIC,
+        bootstrap_servers=bootstrap_servers,
+        group_id="bench-baseline",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=500,
+    )
+    started = time.monotonic()
+    await consumer.start()
+    seen, first = 0, None
+    try:
+        while seen < total:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+            ids = [json.loads(r.value)["id"] for records in batches.values() for r in records]
+            if not ids:
+                continue
+            await connection.execute(_UPDATE_SQL, ids)
+            await consumer.commit()
+            first = first if first is not None else time.monotonic() - started
+            seen += len(ids)
+    finally:
+        await consumer.stop()
+        await connection.close()
+    last = time.monotonic() - started
+    return total / max(last - (first or 0), 1e-3), first or 0.0
+
+
+async def latency(stack: Stack, sizes: Sizes) -> list[Figure]:
+    """POST at a steady rate with one worker; time from stored to processed, in PostgreSQL."""
+    url = await stack.database("latency")
+    env = stack.env(url)
+    worker = start_worker(env)
+    with running(worker):
+        wait_assigned([worker])
+        api = start_api(env)
+        with running(api):
+            ids = await _steady_posts(api.url, sizes.latency_rate, sizes.latency_seconds)
+            await asyncio.sleep(2)
+            delays = await _delays_ms(url, ids)
+    p50 = statistics.median(delays)
+    p99 = _quantile(delays, 0.99)
+    return [
+        Figure(
+            f"POST -> processed at {sizes.latency_rate:.0f} req/s, p99",
+            "ms",
+            [p99],
+            [250.0],
+            target=1.0,
+            higher_is_better=False,
+            baseline_name="the 250 ms target",
+            notes={"p50_ms": p50, "max_ms": max(delays), "applications": len(delays)},
+        )
+    ]
+
+
+async def _steady_posts(api_url: str, rate: float, seconds: float) -> list[int]:
+    """POST at `rate` per second for `seconds`; return the ids."""
+    interval = 1.0 / rate
+    ids: list[int] = []
+    async with httpx.AsyncClient(
+        base_url=api_url, timeout=10, limits=httpx.Limits(max_connections=64)
+    ) as client:
+
+        async def post(index: int) -> None:
+            body = {"user_name": f"lat-{index % 100}", "description": f"latency {index}"}
+            response = await client.post("/applications", json=body)
+            response.raise_for_status()
+            ids.append(response.json()["id"])
+
+        tasks = []
+        started = time.monotonic()
+        for index in range(int(rate * seconds)):
+            delay = started + index * interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post(index)))
+        await asyncio.gather(*tasks)
+    return ids
+
+
+async def _delays_ms(url: str, ids: list[int]) -> list[float]:
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch(
+            "SELECT extract(epoch FROM processed_at - created_at) * 1000 AS ms FROM applications "
+            "WHERE id = ANY($1) AND status = 'processed'",
+            ids,
+        )
+    finally:
+        await connection.close()
+    if len(rows) != len(ids):
+        raise RuntimeError(f"{len(ids) - len(rows)} of {len(ids)} applications not processed")
+    return [float(row["ms"]) for row in rows]
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
