@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import logging
 import os
@@ -110,14 +111,22 @@ def _run_worker(args: argparse.Namespace, settings: Settings, rest: Sequence[str
     from streamapp.stream.app import app
 
     level = FAUST_LOG_LEVELS[settings.log_level]
-    sys.argv = ["streamapp worker", "--loop", _event_loop(), "worker"]
-    sys.argv += ["--web-port", str(args.web_port), "--loglevel", level, *rest]
+    _use_uvloop()
+    sys.argv = ["streamapp worker", "worker", "--web-port", str(args.web_port)]
+    sys.argv += ["--loglevel", level, *rest]
     app.main()
 
 
-def _event_loop() -> str:
-    """Return Faust's name of the fastest event loop installed: uvloop, else asyncio's."""
-    return "uvloop" if importlib.util.find_spec("uvloop") else "aio"
+def _use_uvloop() -> None:
+    """Run the worker's event loop on uvloop when it is installed (it is, with the service).
+
+    Faust's own `--loop` option is accepted but not applied, so the policy is set here,
+    before Faust creates its loop.
+    """
+    if importlib.util.find_spec("uvloop") is not None:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def _run_migrate(args: argparse.Namespace, settings: Settings, _: Sequence[str]) -> None:

@@ -15,6 +15,7 @@ from streamapp.config import get_settings, get_settings_or_exit
 from streamapp.db import connect, create_database
 from streamapp.logs import configure_logging
 from streamapp.retry import Backoff, retry
+from streamapp.stream.consumer import Transport
 from streamapp.stream.topics import DEAD_LETTERS, NEW_APPLICATIONS, ensure_topics, topic_specs
 
 APP_ID = "streamapp"
@@ -47,6 +48,9 @@ class StreamApp(faust.App):
             self.database = create_database(settings)
             await connect(self.database)
 
+    def _new_transport(self) -> Any:
+        return Transport(self.conf.broker_consumer, self)
+
     async def on_stop(self) -> None:
         await super().on_stop()
         if self.database is not None:
@@ -78,6 +82,10 @@ def _configure(sender: Any, conf: Any, **_: Any) -> None:
         conf.web_host = settings.worker_web_host
     # Events carry their own timestamps; tables are rebuilt from changelogs at start.
     conf.table_cleanup_interval = 30.0
+    # Room for several batches ahead of the agent, fetched in batch-sized polls. With Faust's
+    # 4096-event stream buffer a worker drained a backlog at about half this rate.
+    conf.stream_buffer_maxsize = max(4096, 16 * settings.worker_batch_size)
+    conf.broker_max_poll_records = 2 * settings.worker_batch_size
 
 
 # Values stay raw bytes here and are decoded by the agent, so a malformed record goes to the
