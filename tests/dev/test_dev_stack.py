@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from streamapp.dev.processes import free_port, port_is_open
-from tests.harness.processes import wait_for
+from streamapp.dev.processes import port_is_open
+from tests.harness.processes import free_ports, wait_for
 
 APPLICATIONS = 20
 logger = logging.getLogger(__name__)
@@ -39,19 +39,11 @@ class DevStack:
         return [c for c in self.children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
 
 
-def _two_free_ports(exclude: int) -> int | None:
-    """Return a port p such that p and p + 1 are free (the workers' ports), else None."""
-    port = free_port()
-    if exclude in (port, port + 1) or port_is_open("127.0.0.1", port + 1):
-        return None
-    return port
-
-
 @contextmanager
 def dev_stack(tmp_path: Path) -> Iterator[DevStack]:
     """Run `streamapp dev` with two workers on free ports, as a newcomer would (no settings)."""
-    api_port = free_port()
-    worker_port = wait_for(lambda: _two_free_ports(exclude=api_port), timeout=10)
+    api_port = free_ports(3)
+    worker_port = api_port + 1
     env = {
         k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")
     }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import socket
 import sys
 import tempfile
 import time
@@ -12,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from streamapp.dev.processes import LoggedProcess, free_port
+from streamapp.dev.processes import LoggedProcess
 
 STREAMAPP = [sys.executable, "-m", "streamapp"]
 
@@ -52,7 +54,7 @@ class Worker(StreamappProcess):
     """A `streamapp worker` with Faust's web views on its own port."""
 
     def __init__(self, env: dict[str, str], web_port: int | None = None) -> None:
-        self.web_port = web_port or free_port()
+        self.web_port = web_port or free_ports(1)
         super().__init__(
             f"worker-{self.web_port}", ["worker", "--web-port", str(self.web_port)], env
         )
@@ -73,7 +75,7 @@ class Api(StreamappProcess):
     """A `streamapp api` served by uvicorn."""
 
     def __init__(self, env: dict[str, str], port: int | None = None) -> None:
-        self.port = port or free_port()
+        self.port = port or free_ports(1)
         super().__init__(f"api-{self.port}", ["api", "--port", str(self.port)], env)
 
     @property
@@ -82,6 +84,30 @@ class Api(StreamappProcess):
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         self.wait_for_http(f"{self.url}/healthz", timeout)
+
+
+def free_ports(count: int) -> int:
+    """Return a port p such that p .. p + count - 1 are free right now.
+
+    They are picked below the kernel's ephemeral range, so the source port of an outgoing
+    connection cannot take one between this check and the server binding it.
+    """
+    low = 20_000
+    high = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(100):
+        base = random.randrange(low, high - count)
+        if all(_bindable(port) for port in range(base, base + count)):
+            return base
+    raise RuntimeError(f"no {count} adjacent free ports below {high}")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_for(condition: Any, timeout: float, interval: float = 0.2, message: str = "") -> Any:
