@@ -23,7 +23,7 @@ from streamapp.models.records import EVENT_FIELDS
 from streamapp.models.schemas import ApplicationCreate
 from streamapp.models.tables import applications, users
 from streamapp.services.outbox import OutboxEvent
-from streamapp.services.paging import NEWEST, Slice, slice_of
+from streamapp.services.paging import NEWEST, Slice, page_sql, slice_of
 
 # The event's JSON, one key per field of the Kafka record (the columns of `inserted` below).
 EVENT_JSON = "jsonb_build_object({})".format(", ".join(f"'{f}', {f}" for f in EVENT_FIELDS))
@@ -93,25 +93,12 @@ FROM (SELECT) AS always_one_row LEFT JOIN (
 ) AS named ON true
 """
 
-# A listing page: the ids by index (keyset below `before`, or an offset), then their rows.
-# The total is one user's processed count plus their applications still new, or the
-# processed total plus every application still new: counters and a small partial index.
-_PAGE_SQL = """
-WITH total AS ({total}), page AS (
-    SELECT id FROM applications
-    WHERE id < $1 {condition}
-    ORDER BY id DESC LIMIT $2 OFFSET $3
-)
-SELECT total.total, a.id, a.user_id, u.user_name, a.description, a.status, a.created_at,
-       a.processed_at
-FROM total LEFT JOIN (
-    page JOIN applications AS a ON a.id = page.id JOIN users AS u ON u.id = a.user_id
-) ON true
-ORDER BY a.id DESC
-"""
-_TOTAL_OF_ALL = """
-SELECT (SELECT value FROM totals WHERE name = 'processed')
-     + (SELECT count(*) FROM applications WHERE status = 'new') AS total
+# The listings: ids by index (a keyset below `before`, or an offset), then their rows. The
+# total is one user's processed count plus their applications still new, or the processed
+# total plus every application still new: counters and a small partial index, never a scan.
+_ROWS = """
+SELECT a.id, a.user_id, u.user_name, a.description, a.status, a.created_at, a.processed_at
+FROM page JOIN applications AS a ON a.id = page.id JOIN users AS u ON u.id = a.user_id
 """
 _TOTAL_OF_ONE = """
 SELECT users.id AS user_id, users.processed_count + (
@@ -119,12 +106,21 @@ SELECT users.id AS user_id, users.processed_count + (
 ) AS total
 FROM users WHERE {match}
 """
-_PAGE_OF_ALL_SQL = _PAGE_SQL.format(total=_TOTAL_OF_ALL, condition="")
-_USERS_PAGE = _PAGE_SQL.format(
-    total=_TOTAL_OF_ONE, condition="AND user_id = (SELECT user_id FROM total)"
+_OF_ONE = "SELECT id FROM applications WHERE id < $1 AND user_id = (SELECT user_id FROM total)"
+_PAGE_OF_ALL_SQL = page_sql(
+    total="""
+        SELECT (SELECT value FROM totals WHERE name = 'processed')
+             + (SELECT count(*) FROM applications WHERE status = 'new') AS total
+    """,
+    ids="SELECT id FROM applications WHERE id < $1",
+    rows=_ROWS,
 )
-_PAGE_BY_USER_ID_SQL = _USERS_PAGE.format(match="users.id = $4")
-_PAGE_BY_USER_NAME_SQL = _USERS_PAGE.format(match="users.user_name = $4")
+_PAGE_BY_USER_ID_SQL = page_sql(
+    total=_TOTAL_OF_ONE.format(match="users.id = $4"), ids=_OF_ONE, rows=_ROWS
+)
+_PAGE_BY_USER_NAME_SQL = page_sql(
+    total=_TOTAL_OF_ONE.format(match="users.user_name = $4"), ids=_OF_ONE, rows=_ROWS
+)
 
 # Attempts at the create statement: a second one is needed only when a concurrent request
 # created the same new user between our look-up and our insert.
@@ -228,7 +224,7 @@ async def get_all(
     Filtered by `user_name` (no such user: an empty slice) or `user_id` (no such user:
     EntityDoesNotExist).
     """
-    arguments: list[Any] = [before, size + 1, offset]
+    arguments: list[Any] = [before, size, offset]
     if user_id is not None:
         sql, arguments = _PAGE_BY_USER_ID_SQL, [*arguments, user_id]
     elif user_name is not None:
@@ -236,10 +232,10 @@ async def get_all(
     else:
         sql = _PAGE_OF_ALL_SQL
     async with raw_connection(db) as connection:
-        records = await connection.fetch(sql, *arguments)
-    if not records and user_id is not None:
+        record = await connection.fetchrow(sql, *arguments)
+    if record is None and user_id is not None:
         raise EntityDoesNotExist(USER_NOT_FOUND)
-    return slice_of(records, size)
+    return slice_of(record)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,17 +11,15 @@ from streamapp.db import raw_connection
 from streamapp.errors import USER_NOT_FOUND, EntityAlreadyExists, EntityDoesNotExist
 from streamapp.models.schemas import UserCreate
 from streamapp.models.tables import users
-from streamapp.services.paging import NEWEST, Slice, slice_of
+from streamapp.services.paging import NEWEST, Slice, page_sql, slice_of
 
 # One page of users by the primary key; the total is a counter kept by a trigger on insert.
-_PAGE_SQL = """
-WITH total AS (SELECT value AS total FROM totals WHERE name = 'users'), page AS (
-    SELECT id FROM users WHERE id < $1 ORDER BY id DESC LIMIT $2 OFFSET $3
+_PAGE_SQL = page_sql(
+    total="SELECT value AS total FROM totals WHERE name = 'users'",
+    ids="SELECT id FROM users WHERE id < $1",
+    rows="SELECT u.id, u.user_name, u.email, u.phone, u.created_at "
+    "FROM page JOIN users AS u ON u.id = page.id",
 )
-SELECT total.total, u.id, u.user_name, u.email, u.phone, u.created_at
-FROM total LEFT JOIN (page JOIN users AS u ON u.id = page.id) ON true
-ORDER BY u.id DESC
-"""
 
 # Unique constraints (named by the MetaData naming convention) and the field each guards.
 _UNIQUE_FIELDS = {"uq_users_user_name": "user_name", "uq_users_email": "email"}
@@ -49,5 +47,4 @@ async def get(*, db: Database, user_id: int) -> dict[str, Any]:
 async def get_all(*, db: Database, size: int, before: int = NEWEST, offset: int = 0) -> Slice:
     """Return users with ids below `before`, newest first, after skipping `offset`."""
     async with raw_connection(db) as connection:
-        records = await connection.fetch(_PAGE_SQL, before, size + 1, offset)
-    return slice_of(records, size)
+        return slice_of(await connection.fetchrow(_PAGE_SQL, before, size, offset))

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import Query, Response
 from fastapi.exceptions import RequestValidationError
 
 from streamapp.services.paging import NEWEST, Slice
+from streamapp.web.api.responses import JSON
 
 PAGE_MAX = 1_000_000
 SIZE_MAX = 100
@@ -39,6 +41,12 @@ class Pagination:
             "total": found.total,
             "next_cursor": next_cursor,
         }
+
+
+def page_response(items_field: str, found: Slice, pagination: Pagination) -> Response:
+    """Answer one page: the items as PostgreSQL rendered them, then the envelope."""
+    envelope = json.dumps(pagination.envelope(found), separators=(",", ":"))
+    return Response(f'{{"{items_field}":{found.items},{envelope[1:]}', media_type=JSON)
 
 
 def encode_cursor(last_id: int) -> str:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from streamapp import migrate
+from streamapp.models.schemas import ApplicationsPage, UsersPage
 from streamapp.services import applications as applications_service
 from streamapp.services import users as users_service
 from streamapp.services.generator import Plan, generate
@@ -202,3 +203,23 @@ async def test_listing_queries_never_scan_applications(
         if node["Node Type"] == "Seq Scan" and node.get("Relation Name") == "applications"
     ]
     assert scans == [], json.dumps(plan, indent=1)
+
+
+async def test_listed_items_are_rendered_exactly_like_a_single_application(
+    client: httpx.AsyncClient, user_name: str
+) -> None:
+    """The listing's JSON comes from PostgreSQL; it must match the API's own rendering."""
+    first = await create(client, user_name, "Заявка — «раз» \"two\" \\ three\ttab")
+    user_id = (await client.get(f"/applications/{first}")).json()["user_id"]
+
+    listed = (await client.get("/applications", params={"user_name": user_name})).json()
+    of_user = (await client.get(f"/users/{user_id}/applications")).json()
+    single = (await client.get(f"/applications/{first}")).json()
+
+    assert listed["applications"] == [single] == of_user["applications"]
+    assert single["created_at"].endswith("+00:00")
+    assert ApplicationsPage.model_validate(listed).applications[0].id == first
+    users = (await client.get("/users", params={"size": 100})).json()
+    assert UsersPage.model_validate(users).users
+    mine = next(user for user in users["users"] if user["id"] == user_id)
+    assert mine == (await client.get(f"/users/{user_id}")).json()

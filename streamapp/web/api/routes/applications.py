@@ -16,11 +16,10 @@ from streamapp.models.schemas import (
 )
 from streamapp.services import applications as applications_service
 from streamapp.services.applications import Created, Replayed
-from streamapp.services.paging import Slice
 from streamapp.stream.topics import NEW_APPLICATIONS
 from streamapp.web.api.deps import DatabaseDep, IdempotencyKey, OutboxDep, PaginationDep
 from streamapp.web.api.errors import ERROR_BODY, ERROR_RESPONSES
-from streamapp.web.api.pagination import Pagination
+from streamapp.web.api.pagination import page_response
 from streamapp.web.api.responses import json_response
 
 router = APIRouter(prefix="/applications", tags=["applications"], responses=ERROR_RESPONSES)
@@ -73,13 +72,7 @@ async def list_applications(
         offset=pagination.offset,
         user_name=user_name,
     )
-    return json_response(applications_page(found, pagination))
-
-
-def applications_page(found: Slice, pagination: Pagination) -> ApplicationsPage:
-    """Build one page of an applications listing."""
-    applications = [ApplicationPublic.model_validate(row) for row in found.rows]
-    return ApplicationsPage(applications=applications, **pagination.envelope(found))
+    return page_response("applications", found, pagination)
 
 
 @router.get("/{application_id}", response_model=ApplicationPublic, responses={404: ERROR_BODY})

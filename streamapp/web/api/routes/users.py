@@ -11,8 +11,7 @@ from streamapp.services import applications as applications_service
 from streamapp.services import users as users_service
 from streamapp.web.api.deps import DatabaseDep, PaginationDep
 from streamapp.web.api.errors import ERROR_BODY, ERROR_RESPONSES
-from streamapp.web.api.responses import json_response
-from streamapp.web.api.routes.applications import applications_page
+from streamapp.web.api.pagination import page_response
 
 router = APIRouter(prefix="/users", tags=["users"], responses=ERROR_RESPONSES)
 
@@ -33,8 +32,7 @@ async def list_users(db: DatabaseDep, pagination: PaginationDep) -> Response:
     found = await users_service.get_all(
         db=db, size=pagination.size, before=pagination.before, offset=pagination.offset
     )
-    users = [UserPublic.model_validate(row) for row in found.rows]
-    return json_response(UsersPage(users=users, **pagination.envelope(found)))
+    return page_response("users", found, pagination)
 
 
 @router.get("/{user_id}", responses={404: ERROR_BODY})
@@ -55,4 +53,4 @@ async def list_user_applications(
         offset=pagination.offset,
         user_id=user_id,
     )
-    return json_response(applications_page(found, pagination))
+    return page_response("applications", found, pagination)
