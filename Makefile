@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PYTHON ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3) python3.13 python3.11 python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,11 @@ run: install
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Every benchmark at full size on real PostgreSQL and Apache Kafka (about 10 minutes; needs
+# wrk, Java and Maven): bench/results.json and the table in bench/README.md.
+bench: install
+	$(BIN)/python -m bench.run $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -36,6 +36,8 @@ SMOKE = Sizes(
     latency_seconds=2,
     latency_rate=50,
 )
+# bench/README.md explains the benchmarks; the run replaces what stands between these lines.
+START, END = "<!-- results: written by bench/run.py -->", "<!-- /results -->"
 SUITES = {
     "listings": scenarios.listings,
     "writes": scenarios.writes,
@@ -85,14 +87,16 @@ def write_report(figures: list[Figure], sizes: Sizes, command: str, output: Path
         "figures": [figure.as_dict() for figure in figures],
     }
     (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (output / "README.md").write_text(_markdown(results))
+    readme = output / "README.md"
+    text = readme.read_text() if readme.exists() else f"{START}\n{END}\n"
+    before, _, rest = text.partition(START)
+    _, _, after = rest.partition(END)
+    readme.write_text(f"{before}{START}\n{_markdown(results)}{END}{after}")
 
 
 def _markdown(results: dict[str, Any]) -> str:
     sizes, machine_info = results["sizes"], results["machine"]
     lines = [
-        "# Benchmarks",
-        "",
         f"Measured {results['date']} on {machine_info['cpus']} CPUs, "
         f"{machine_info['memory_gib']} GiB, Python {machine_info['python']}, commit "
         f"{machine_info['commit']}, with `{results['command']}`. Real PostgreSQL (embedded) "
@@ -116,19 +120,30 @@ def _markdown(results: dict[str, Any]) -> str:
             f"| {f['name']} ({f['unit']}) | {ours} | {base} ({f['baseline_name']}) "
             f"| {f['ratio']:.2f}x | {target} | {met} |"
         )
-    notes = [
-        f"- {f['name']}: "
-        + ", ".join(
-            f"{k} {v}"
-            for k, v in f.items()
-            if k.endswith(("_ms", "_s", "errors", "applications"))
-            and k not in ("p99_ms", "baseline_p99_ms")
-        )
-        for f in results["figures"]
-    ]
-    lines += ["", "Other figures:", *[n for n in notes if not n.endswith(": ")]]
-    lines += ["", "Reproduce: `make bench` (or `.venv/bin/python -m bench.run --help`).", ""]
-    return "\n".join(lines)
+    lines += ["", "Also measured:", ""]
+    lines += [f"- {f['name']}: {_extras(f)}" for f in results["figures"] if _extras(f)]
+    return "\n".join([*lines, ""])
+
+
+EXTRAS = {
+    "p99_ms": "p99 latency (ms)",
+    "baseline_p99_ms": "baseline p99 (ms)",
+    "p50_ms": "p50 (ms)",
+    "max_ms": "max (ms)",
+    "applications": "applications timed",
+    "worker_start_to_first_processed_s": "worker start to first processed record (s)",
+    "errors": "HTTP errors",
+}
+
+
+def _extras(figure: dict[str, Any]) -> str:
+    parts = []
+    for key, label in EXTRAS.items():
+        if key in figure:
+            value = figure[key]
+            values = value if isinstance(value, list) else [value]
+            parts.append(f"{label} {', '.join(_number(v) for v in values)}")
+    return "; ".join(parts)
 
 
 def _number(value: float) -> str:

@@ -209,7 +209,7 @@ async def test_listed_items_are_rendered_exactly_like_a_single_application(
     client: httpx.AsyncClient, user_name: str
 ) -> None:
     """The listing's JSON comes from PostgreSQL; it must match the API's own rendering."""
-    first = await create(client, user_name, "Заявка — «раз» \"two\" \\ three\ttab")
+    first = await create(client, user_name, 'Заявка — «раз» "two" \\ three\ttab')
     user_id = (await client.get(f"/applications/{first}")).json()["user_id"]
 
     listed = (await client.get("/applications", params={"user_name": user_name})).json()

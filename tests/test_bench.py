@@ -1,0 +1,58 @@
+"""The benchmark scripts at tiny sizes: they still run end to end and report every figure.
+
+The figures themselves come from `make bench`; this only keeps the scripts from rotting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = {
+    "list page 1",
+    "list one user's page 1",
+    "list a deep page by cursor",
+    "list a deep page by number",
+    "POST /applications",
+    "POST /applications p99 at c=32",
+    "1 worker draining the backlog",
+    "2 workers draining the backlog",
+}
+
+needs_wrk = pytest.mark.skipif(
+    shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk); CI has it"
+)
+
+
+@needs_wrk
+@pytest.mark.timeout(600)
+def test_bench_smoke_run_reports_every_figure(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "KAFKA_"))}
+    command = [sys.executable, "-m", "bench.run", "--smoke", "--output", str(tmp_path)]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=550)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    names = {figure["name"] for figure in results["figures"]}
+    assert names >= FIGURES
+    assert any(name.startswith("POST -> processed") for name in names)
+    for figure in results["figures"]:
+        assert figure["ours"], figure
+        assert all(value > 0 for value in figure["ours"]), figure
+    readme = (tmp_path / "README.md").read_text()
+    assert "| list page 1 (requests/s) |" in readme
+
+
+def test_write_path_benchmark_runs(tmp_path: Path) -> None:
+    command = [sys.executable, "bench/write_path.py", "--seconds", "0.3", "--concurrency", "4"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1.00x" in result.stdout
