@@ -147,7 +147,9 @@ def _extras(figure: dict[str, Any]) -> str:
 
 
 def _number(value: float) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+    if float(value).is_integer() or value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}"
 
 
 def main() -> None:
