@@ -8,7 +8,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 from fastapi import Query, Response
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +22,12 @@ CURSOR_MAX = 32
 _CURSOR_PREFIX = "before:"
 
 
+class Window(TypedDict):
+    size: int
+    before: int
+    offset: int
+
+
 @dataclass(frozen=True, slots=True)
 class Pagination:
     """Which rows a listing request asks for: ids below `before`, after skipping `offset`."""
@@ -30,6 +36,11 @@ class Pagination:
     page: int | None  # None when the request names a cursor
     before: int
     offset: int
+
+    @property
+    def window(self) -> Window:
+        """Which rows to fetch, as the services' listings take them."""
+        return {"size": self.size, "before": self.before, "offset": self.offset}
 
     def envelope(self, found: Slice) -> dict[str, Any]:
         """Return the fields every page answers besides its items (see `schemas.Page`)."""

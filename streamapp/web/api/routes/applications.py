@@ -65,13 +65,7 @@ async def list_applications(
     user_name: Annotated[UserName | None, Query(description="Only this user's.")] = None,
 ) -> Response:
     """List applications, newest first, optionally of one user."""
-    found = await applications_service.get_all(
-        db=db,
-        size=pagination.size,
-        before=pagination.before,
-        offset=pagination.offset,
-        user_name=user_name,
-    )
+    found = await applications_service.get_all(db=db, **pagination.window, user_name=user_name)
     return page_response("applications", found, pagination)
 
 
