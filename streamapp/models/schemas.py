@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import (
@@ -52,7 +52,15 @@ Phone = Annotated[
         strip_whitespace=True, min_length=3, max_length=tables.PHONE_MAX, pattern=PHONE_PATTERN
     ),
 ]
-Timestamp = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
+
+
+def _iso(value: datetime) -> str:
+    # One rendering everywhere (PostgreSQL renders the listings the same way): UTC,
+    # microseconds always, "+00:00".
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+Timestamp = Annotated[datetime, PlainSerializer(_iso, return_type=str)]
 
 
 class Request(BaseModel):

@@ -23,7 +23,7 @@ from streamapp.models.records import EVENT_FIELDS
 from streamapp.models.schemas import ApplicationCreate
 from streamapp.models.tables import applications, users
 from streamapp.services.outbox import OutboxEvent
-from streamapp.services.paging import NEWEST, Slice, page_sql, slice_of
+from streamapp.services.paging import NEWEST, Slice, iso_timestamp, page_sql, slice_of
 
 # The event's JSON, one key per field of the Kafka record (the columns of `inserted` below).
 EVENT_JSON = "jsonb_build_object({})".format(", ".join(f"'{f}', {f}" for f in EVENT_FIELDS))
@@ -96,8 +96,9 @@ FROM (SELECT) AS always_one_row LEFT JOIN (
 # The listings: ids by index (a keyset below `before`, or an offset), then their rows. The
 # total is one user's processed count plus their applications still new, or the processed
 # total plus every application still new: counters and a small partial index, never a scan.
-_ROWS = """
-SELECT a.id, a.user_id, u.user_name, a.description, a.status, a.created_at, a.processed_at
+_ROWS = f"""
+SELECT a.id, a.user_id, u.user_name, a.description, a.status,
+       {iso_timestamp("a.created_at")}, {iso_timestamp("a.processed_at")}
 FROM page JOIN applications AS a ON a.id = page.id JOIN users AS u ON u.id = a.user_id
 """
 _TOTAL_OF_ONE = """

@@ -2,7 +2,7 @@
 PostgreSQL, with the listing's total.
 
 The rows go from PostgreSQL to the client as the JSON PostgreSQL writes for them (`json_agg`;
-timestamps in ISO 8601 with their offset), with no Python object per row: on a listing most
+timestamps rendered as the API renders them), with no Python object per row: on a listing most
 of a request's time went into decoding rows and serializing them again.
 """
 
@@ -24,6 +24,14 @@ SELECT total.total,
        (SELECT count(*) FROM listed) > $2 AS more
 FROM total
 """
+
+
+def iso_timestamp(column: str) -> str:
+    """Return SQL that renders a timestamptz as the API does: UTC, microseconds, +00:00."""
+    name = column.rpartition(".")[2]
+    return (
+        f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"') AS {name}"""
+    )
 
 
 def page_sql(*, total: str, ids: str, rows: str) -> str:

@@ -11,13 +11,13 @@ from streamapp.db import raw_connection
 from streamapp.errors import USER_NOT_FOUND, EntityAlreadyExists, EntityDoesNotExist
 from streamapp.models.schemas import UserCreate
 from streamapp.models.tables import users
-from streamapp.services.paging import NEWEST, Slice, page_sql, slice_of
+from streamapp.services.paging import NEWEST, Slice, iso_timestamp, page_sql, slice_of
 
 # One page of users by the primary key; the total is a counter kept by a trigger on insert.
 _PAGE_SQL = page_sql(
     total="SELECT value AS total FROM totals WHERE name = 'users'",
     ids="SELECT id FROM users WHERE id < $1",
-    rows="SELECT u.id, u.user_name, u.email, u.phone, u.created_at "
+    rows=f"SELECT u.id, u.user_name, u.email, u.phone, {iso_timestamp('u.created_at')} "
     "FROM page JOIN users AS u ON u.id = page.id",
 )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
@@ -34,7 +34,7 @@ def test_email_is_normalised_and_phone_checked() -> None:
         UserCreate(user_name="u", phone="+1 phone")
 
 
-def test_timestamps_serialise_with_an_offset() -> None:
+def test_timestamps_serialise_in_utc_with_microseconds_and_an_offset() -> None:
     public = ApplicationPublic(
         id=1,
         user_id=1,
@@ -44,4 +44,7 @@ def test_timestamps_serialise_with_an_offset() -> None:
         created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
     )
 
-    assert public.model_dump(mode="json")["created_at"] == "2026-01-02T03:04:05+00:00"
+    assert public.model_dump(mode="json")["created_at"] == "2026-01-02T03:04:05.000000+00:00"
+    moscow = timezone(timedelta(hours=3))
+    later = public.model_copy(update={"created_at": datetime(2026, 1, 2, 6, 4, 5, 7, moscow)})
+    assert later.model_dump(mode="json")["created_at"] == "2026-01-02T03:04:05.000007+00:00"
