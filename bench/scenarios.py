@@ -32,6 +32,7 @@ from bench.stack import (
 from streamapp.services.generator import Plan, generate
 from streamapp.stream.topics import TopicSpec, ensure_topics
 from streamapp.web.api.pagination import encode_cursor
+from tests.harness.effects import steady_posts
 
 logger = logging.getLogger(__name__)
 
@@ -356,7 +357,11 @@ async def latency(stack: Stack, sizes: Sizes) -> list[Figure]:
         wait_assigned([worker])
         api = start_api(env)
         with running(api):
-            ids = await _steady_posts(api.url, sizes.latency_rate, sizes.latency_seconds)
+            limits = httpx.Limits(max_connections=64)
+            async with httpx.AsyncClient(base_url=api.url, timeout=10, limits=limits) as client:
+                count = int(sizes.latency_rate * sizes.latency_seconds)
+                users = [f"lat-{n}" for n in range(100)]
+                ids = await steady_posts(client, users, count, sizes.latency_rate)
             await asyncio.sleep(2)
             delays = await _delays_ms(url, ids)
     p50 = statistics.median(delays)
@@ -373,31 +378,6 @@ async def latency(stack: Stack, sizes: Sizes) -> list[Figure]:
             notes={"p50_ms": p50, "max_ms": max(delays), "applications": len(delays)},
         )
     ]
-
-
-async def _steady_posts(api_url: str, rate: float, seconds: float) -> list[int]:
-    """POST at `rate` per second for `seconds`; return the ids."""
-    interval = 1.0 / rate
-    ids: list[int] = []
-    async with httpx.AsyncClient(
-        base_url=api_url, timeout=10, limits=httpx.Limits(max_connections=64)
-    ) as client:
-
-        async def post(index: int) -> None:
-            body = {"user_name": f"lat-{index % 100}", "description": f"latency {index}"}
-            response = await client.post("/applications", json=body)
-            response.raise_for_status()
-            ids.append(response.json()["id"])
-
-        tasks = []
-        started = time.monotonic()
-        for index in range(int(rate * seconds)):
-            delay = started + index * interval - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(post(index)))
-        await asyncio.gather(*tasks)
-    return ids
 
 
 async def _delays_ms(url: str, ids: list[int]) -> list[float]:

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     topic_partitions: Count = 8
     topic_replication_factor: Count = 1
     worker_batch_size: Count = 1000
-    worker_batch_idle: NonNegativeDuration = 0.005
+    worker_batch_wait: Duration = 0.005
     worker_rebalance_timeout: Duration = 60.0
     worker_session_timeout: Duration = 60.0
     worker_heartbeat_interval: Duration = 3.0

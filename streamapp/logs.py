@@ -28,5 +28,6 @@ def configure_logging(level: str) -> None:
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root.addHandler(handler)
     root.setLevel(numeric)
+    noisy = numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
     for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+        logging.getLogger(name).setLevel(noisy)

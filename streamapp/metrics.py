@@ -14,7 +14,8 @@ EVENTS_PUBLISHED = Counter(
 )
 EVENTS_REDELIVERED = Counter(
     "streamapp_events_redelivered_total",
-    "Events re-sent because their application was still unprocessed long after publishing",
+    "Events re-sent because their application was still unprocessed long after publishing "
+    "(the safety net: anything above zero is a bug)",
 )
 EVENT_SEND_FAILURES = Counter(
     "streamapp_event_send_failures_total", "Sends that failed or timed out (retried by the relay)"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -33,18 +32,11 @@ class Backoff:
 
 
 class RetryStopped(Exception):
-    """The stop event was set while waiting to retry."""
+    """The stop condition became true before the operation succeeded."""
 
 
-async def sleep_unless(stop: asyncio.Event | None, seconds: float) -> None:
-    """Sleep `seconds`; raise RetryStopped as soon as `stop` is set."""
-    if stop is None:
-        await asyncio.sleep(seconds)
-        return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-    if stop.is_set():
-        raise RetryStopped()
+# How often a wait between attempts looks at the stop condition.
+STOP_CHECK_SECONDS = 0.25
 
 
 async def retry(
@@ -54,17 +46,16 @@ async def retry(
     what: str,
     backoff: Backoff,
     within: float | None = None,
-    stop: asyncio.Event | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> T:
     """Run `operation` until it succeeds, waiting `backoff` between failures in `retry_on`.
 
     Gives up by re-raising the last error when the next wait would end more than `within`
-    seconds after the first try, and by raising RetryStopped when `stop` is set.
+    seconds after the first try, and by raising RetryStopped as soon as `stop()` is true
+    between attempts.
     """
     deadline = None if within is None else time.monotonic() + within
     while True:
-        if stop is not None and stop.is_set():
-            raise RetryStopped()
         try:
             return await operation()
         except retry_on as exc:
@@ -72,7 +63,21 @@ async def retry(
             if deadline is not None and time.monotonic() + delay > deadline:
                 raise
             logger.warning("%s (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay)
-            await sleep_unless(stop, delay)
+            await _wait(delay, stop)
+
+
+async def _wait(seconds: float, stop: Callable[[], bool] | None) -> None:
+    """Sleep `seconds`; raise RetryStopped as soon as `stop()` is true."""
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return
+    until = time.monotonic() + seconds
+    while not stop():
+        remaining = until - time.monotonic()
+        if remaining <= 0:
+            return
+        await asyncio.sleep(min(remaining, STOP_CHECK_SECONDS))
+    raise RetryStopped()
 
 
 async def repeat(

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from streamapp.retry import Backoff, repeat, retry
+from streamapp.retry import Backoff, RetryStopped, repeat, retry
 
 
 def test_backoff_doubles_up_to_the_maximum_and_resets() -> None:
@@ -98,3 +98,27 @@ async def test_repeat_backs_off_while_the_job_fails_and_recovers_after() -> None
     gaps = [later - earlier for earlier, later in itertools.pairwise(runs)]
     # 0.1 after a success; 0.2 and 0.4 after the first and second failure; 0.1 again after.
     assert gaps == pytest.approx([0.1, 0.2, 0.4, 0.1], abs=0.07)
+
+
+async def test_retry_stops_between_attempts_once_the_stop_condition_holds() -> None:
+    operation = Flaky(1_000, ConnectionError("down"))
+    stopping = False
+
+    async def stop_soon() -> None:
+        nonlocal stopping
+        await asyncio.sleep(0.3)
+        stopping = True
+
+    started = time.monotonic()
+    asyncio.get_running_loop().create_task(stop_soon())
+    with pytest.raises(RetryStopped):
+        await retry(
+            operation,
+            retry_on=OSError,
+            what="flaky",
+            backoff=Backoff(10.0, 10.0),  # would sleep ten seconds without the stop
+            stop=lambda: stopping,
+        )
+
+    assert time.monotonic() - started < 1.0
+    assert operation.calls == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from databases import Database
 
@@ -13,11 +13,13 @@ from streamapp.config import get_settings
 from streamapp.db import UNAVAILABLE_ERRORS
 from streamapp.metrics import RECORDS_ALREADY_PROCESSED, RECORDS_DEAD_LETTERED, RECORDS_PROCESSED
 from streamapp.models.records import ApplicationCreated, InvalidRecord, decode_application
-from streamapp.retry import Backoff, retry
+from streamapp.retry import Backoff, RetryStopped, retry
 from streamapp.services import applications as applications_service
+from streamapp.services.applications import ProcessedBatch
 from streamapp.stream.app import app, dead_letters, new_applications
-from streamapp.stream.batches import batches
-from streamapp.stream.tables import applications_per_user, user_key
+from streamapp.stream.consumer import Consumer
+from streamapp.stream.tables import applications_per_user
+from streamapp.stream.topics import user_key
 
 logger = logging.getLogger(__name__)
 
@@ -27,50 +29,88 @@ async def process_applications(stream: Any) -> AsyncIterator[int]:
     """Mark each batch of new applications processed and keep the per-user counts.
 
     Acks follow effects: a batch's events are acked only once its UPDATE has committed and
-    its dead letters are stored. A batch cut short (a stop, a rebalance, a crash) is never
-    acked, so its records are consumed again.
+    its dead letters are stored. A batch cut short (a stop or a rebalance during a database
+    outage, a crash) is never acked, so its records are consumed again.
     """
     settings = get_settings()
     manual = stream.noack()
-    size, idle = settings.worker_batch_size, settings.worker_batch_idle
-    async for events in batches(manual, size=size, idle=idle):
-        moved = await _apply(events, settings.outbox_max_backoff)
+    # A timed window, not "until the stream is quiet": waiting for the next record while
+    # holding unacked ones would deadlock a rebalance, which first waits for every record
+    # delivered to be acked, while the next record only comes after it.
+    size, wait = settings.worker_batch_size, settings.worker_batch_wait
+    async for events in manual.noack_take(size, within=wait):
+        try:
+            moved = await _apply(events, settings.outbox_max_backoff)
+        except RetryStopped:
+            logger.warning(
+                "left a batch of %d unacked while the database is unavailable (%s); its "
+                "records will be consumed again",
+                len(events),
+                "stopping" if app.should_stop else "rebalancing",
+            )
+            # Acks of records not declared done only release them (the stop or the
+            # rebalance waits for that): nothing is committed, they come again.
+            for event in events:
+                await manual.ack(event)
+            continue
+        _consumer().done(event.message for event in events)
         for event in events:
             await manual.ack(event)
         yield moved
 
 
+@app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+async def fetch_skipped_records_again() -> None:
+    """Read again the partitions whose commits are stuck behind skipped records."""
+    if not app.producer_only:
+        await _consumer().fetch_gaps_again()
+
+
 async def _apply(events: Sequence[Any], max_backoff: float) -> int:
-    """Dead-letter what does not decode, process the rest; return how many moved."""
-    records: list[ApplicationCreated] = []
-    dead_letters_stored = []
+    """Process one batch of events; return how many applications moved.
+
+    Dead-letters what does not decode, and records naming no stored application. Raises
+    RetryStopped if the worker stops or rebalances while waiting out a database outage.
+    """
+    decoded: list[tuple[Any, ApplicationCreated]] = []
+    stored: list[Awaitable[Any]] = []
     for event in events:
         try:
-            records.append(decode_application(event.value))
+            decoded.append((event, decode_application(event.value)))
         except InvalidRecord as exc:
-            dead_letters_stored.append(await _dead_letter(event, str(exc)))
-    await asyncio.gather(*dead_letters_stored)
-    if not records:
-        return 0
-    return await _until_database_answers(records, max_backoff)
+            stored.append(await _dead_letter(event, str(exc)))
+    moved = 0
+    if decoded:
+        batch = await _until_database_answers([record for _, record in decoded], max_backoff)
+        moved = len(batch.moved)
+        for event, record in decoded:
+            if record.id in batch.unknown:
+                stored.append(await _dead_letter(event, f"no application with id {record.id}"))
+    await asyncio.gather(*stored)
+    return moved
 
 
-async def _until_database_answers(records: Sequence[ApplicationCreated], max_backoff: float) -> int:
+async def _until_database_answers(
+    records: Sequence[ApplicationCreated], max_backoff: float
+) -> ProcessedBatch:
     """Process the batch, waiting out a PostgreSQL outage instead of crashing the worker.
 
     The batch's offsets are not committed meanwhile, so nothing is skipped; the effects are
-    idempotent, so a batch that failed half-way is safe to apply again.
+    idempotent, so a batch that failed half-way is safe to apply again. A stop or a rebalance
+    ends the wait (RetryStopped): Faust waits for every record in hand to be acked before
+    either goes on, and these records are consumed again anyway.
     """
     return await retry(
         lambda: process_batch(records),
         retry_on=UNAVAILABLE_ERRORS,
         what=f"database unavailable for a batch of {len(records)}",
         backoff=Backoff(0.5, max_backoff),
+        stop=lambda: bool(app.should_stop or app.rebalancing),
     )
 
 
-async def process_batch(records: Sequence[ApplicationCreated]) -> int:
-    """Apply one batch; return how many applications it moved from new to processed.
+async def process_batch(records: Sequence[ApplicationCreated]) -> ProcessedBatch:
+    """Apply one batch; return what it did.
 
     Redelivered records change nothing: the UPDATE moves only rows still `new`. The table
     takes the counts stored in PostgreSQL with the batch, so it also heals after a crash
@@ -89,11 +129,18 @@ async def process_batch(records: Sequence[ApplicationCreated]) -> int:
         for record in records:
             state = "processed" if record.id in batch.moved else "already processed"
             logger.debug("application %d of %r: %s", record.id, record.user_name, state)
-    moved, already = len(batch.moved), len(records) - len(batch.moved)
+    moved, unknown = len(batch.moved), len(batch.unknown)
+    already = len(records) - moved - sum(1 for record in records if record.id in batch.unknown)
     RECORDS_PROCESSED.inc(moved)
     RECORDS_ALREADY_PROCESSED.inc(already)
-    logger.info("batch of %d: %d processed, %d already processed", len(records), moved, already)
-    return moved
+    logger.info(
+        "batch of %d: %d processed, %d already processed, %d unknown",
+        len(records),
+        moved,
+        already,
+        unknown,
+    )
+    return batch
 
 
 async def _dead_letter(event: Any, reason: str) -> Awaitable[Any]:
@@ -116,6 +163,10 @@ async def _dead_letter(event: Any, reason: str) -> Awaitable[Any]:
 
 def _printable(raw: bytes | None) -> str | None:
     return None if raw is None else raw.decode("utf-8", errors="replace")
+
+
+def _consumer() -> Consumer:
+    return cast(Consumer, app.consumer)
 
 
 def _database() -> Database:

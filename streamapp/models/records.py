@@ -7,10 +7,10 @@ payload from its field names, and the decoder below validates against its field 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import faust
-from pydantic import ConfigDict, ValidationError, create_model
+from pydantic import ConfigDict, Field, ValidationError, create_model
 
 
 class ApplicationCreated(faust.Record, serializer="json", isodates=True):
@@ -32,8 +32,12 @@ class InvalidRecord(ValueError):
 
 # Strict: a JSON string is no id and `true` is no integer. Every field must be present
 # (description may be null); unknown fields are ignored, so producers can add some.
+# The record's integers are PostgreSQL `integer` keys: a value outside them could never name
+# a stored row, and would fail the batch's statement instead of being dead-lettered.
+KEY = Annotated[int, Field(ge=1, le=2**31 - 1)]
 _FIELDS: dict[str, Any] = {
-    name: (kind, ...) for name, kind in ApplicationCreated._options.fields.items()
+    name: (KEY if kind is int else kind, ...)
+    for name, kind in ApplicationCreated._options.fields.items()
 }
 _Payload = create_model(
     "ApplicationCreatedPayload", __config__=ConfigDict(strict=True, extra="ignore"), **_FIELDS

@@ -65,8 +65,9 @@ WHERE a.idempotency_key = $1
 """
 
 # One statement per batch: move what is still new, add it to the counters of its users and to
-# the processed total, and return the counters of every user named in the batch (moved or
-# not, so a table that missed an update after a crash is set right by a redelivery).
+# the processed total, and return the counters of every user the batch named or moved (moved
+# or not, so a table that missed an update after a crash is set right by a redelivery), with
+# the ids that name no application at all.
 _PROCESS_SQL = """
 WITH moved AS (
     UPDATE applications SET status = 'processed', processed_at = now()
@@ -83,13 +84,17 @@ WITH moved AS (
     UPDATE totals SET value = totals.value + (SELECT count(*) FROM moved)
     WHERE totals.name = 'processed' AND EXISTS (SELECT 1 FROM moved)
 )
-SELECT (SELECT array_agg(id) FROM moved) AS moved, named.*
+SELECT (SELECT array_agg(id) FROM moved) AS moved,
+       (SELECT array_agg(asked) FROM unnest($1::integer[]) AS asked
+        WHERE asked NOT IN (SELECT id FROM moved)
+          AND NOT EXISTS (SELECT 1 FROM applications WHERE id = asked)) AS unknown,
+       named.*
 FROM (SELECT) AS always_one_row LEFT JOIN (
     SELECT u.user_name,
            coalesce(c.processed_count, u.processed_count) AS processed_count,
            coalesce(c.last_processed_at, u.last_processed_at) AS last_processed_at
     FROM users AS u LEFT JOIN counted AS c ON c.id = u.id
-    WHERE u.user_name = ANY($2::text[])
+    WHERE u.user_name = ANY($2::text[]) OR u.id IN (SELECT user_id FROM per_user)
 ) AS named ON true
 """
 
@@ -249,9 +254,11 @@ class UserCount:
 
 @dataclass(frozen=True, slots=True)
 class ProcessedBatch:
-    """What one batch did: the ids it moved, and the counts of every user it named."""
+    """What one batch did: the ids it moved, those that name no application, and the counts
+    of every user it named or moved."""
 
     moved: frozenset[int]
+    unknown: frozenset[int]
     counts: dict[str, UserCount]
 
 
@@ -265,9 +272,10 @@ async def mark_processed(
     async with raw_connection(db) as connection:
         rows = await connection.fetch(_PROCESS_SQL, list(application_ids), list(user_names))
     moved = frozenset(rows[0]["moved"] or ())
+    unknown = frozenset(rows[0]["unknown"] or ())
     counts = {
         row["user_name"]: UserCount(row["processed_count"], row["last_processed_at"])
         for row in rows
         if row["user_name"] is not None
     }
-    return ProcessedBatch(moved, counts)
+    return ProcessedBatch(moved, unknown, counts)

@@ -54,9 +54,10 @@ DELETE FROM outbox WHERE id IN (
     SELECT id FROM outbox WHERE published_at < now() - make_interval(secs => $1) LIMIT $2
 )
 """
-# Re-arms the outbox row of an application still `new` long after its event was published
-# (a consumer can skip records around a rebalance); the relay then sends it again. Each
-# further redelivery of the same row waits twice as long, at most 64 times the first wait.
+# Re-arms the outbox row of an application still `new` long after its event was published;
+# the relay then sends it again. Each further redelivery of the same row waits twice as long,
+# at most 64 times the first wait. Workers ack a record only after its effects committed, so
+# this is a safety net: anything it finds is a bug, logged as an error with the ids.
 _REDELIVER_SQL = """
 WITH waiting AS (
     SELECT id FROM applications
@@ -67,8 +68,10 @@ UPDATE outbox AS o SET published_at = NULL, redeliveries = o.redeliveries + 1
 FROM waiting
 WHERE o.application_id = waiting.id
   AND o.published_at < now() - make_interval(secs => $1 * power(2, least(o.redeliveries, 6)))
-RETURNING o.id
+RETURNING o.application_id
 """
+# How many ids of redelivered applications one error line names.
+LOGGED_IDS = 20
 PRUNE_INTERVAL_SECONDS = 60.0
 PRUNE_BATCH = 10_000
 
@@ -187,23 +190,29 @@ class Outbox:
             return len(published), len(rows) - len(published)
 
     async def _redelivery_pass(self) -> bool:
-        redelivered = await self.redeliver_once()
-        if redelivered:
-            logger.warning(
-                "%d applications were still new %.0fs after publishing; sending them again",
-                redelivered,
-                self._redeliver_after,
-            )
+        await self.redeliver_once()
         return True
 
-    async def redeliver_once(self) -> int:
-        """Re-arm the events of applications left unprocessed; return how many."""
+    async def redeliver_once(self) -> list[int]:
+        """Re-arm the events of applications left unprocessed; return their ids."""
         async with raw_connection(self._db) as connection:
             rows = await connection.fetch(
                 _REDELIVER_SQL, self._redeliver_after, self._relay_batch_size
             )
-        EVENTS_REDELIVERED.inc(len(rows))
-        return len(rows)
+        ids = sorted(row["application_id"] for row in rows)
+        if ids:
+            EVENTS_REDELIVERED.inc(len(ids))
+            shown = ", ".join(map(str, ids[:LOGGED_IDS])) + (
+                ", ..." if len(ids) > LOGGED_IDS else ""
+            )
+            logger.error(
+                "%d applications were still new %.0fs after their event was published; "
+                "sending them again (a lost record: a bug). Ids: %s",
+                len(ids),
+                self._redeliver_after,
+                shown,
+            )
+        return ids
 
     async def _prune_pass(self) -> bool:
         pruned = await self.prune_once()

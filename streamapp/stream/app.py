@@ -48,7 +48,7 @@ class StreamApp(faust.App):
             self.database = create_database(settings)
             await connect(self.database)
 
-    def _new_transport(self) -> Any:
+    def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)
 
     async def on_stop(self) -> None:

@@ -1,37 +1,130 @@
-"""Faust's Kafka transport with a cheaper hand-over of each fetched message to the streams.
+"""Faust's Kafka consumer, committing only offsets whose records' effects were committed.
 
-Faust's fetcher delivers every message with
-`await self.wait_first(deliver(message), self.suspend_flow.wait())`, which starts four tasks
-per message so that a rebalance can interrupt a delivery blocked on a full stream buffer.
-While the flow is not suspended, this consumer awaits the delivery directly instead: the
-workers' profiles put that machinery at a sixth of the main thread. A rebalance still cancels
-the fetcher (Faust stops and restarts it around recovery), so a blocked delivery ends then.
+Faust's own bookkeeping can commit past records nobody processed, in three ways found by the
+at-least-once tests (`tests/e2e/test_at_least_once.py`):
+
+- its stream acks the records it *skips* (pulled while a rebalance has suspended the flow, or
+  fetched before the last rebalance) "so that the lag does not grow", and the revoke that
+  follows commits them;
+- its commit checks for a gap at the head of the acked offsets one off (`min(acked) -
+  committed > 1`), and not at all while a partition has no committed offset (or offset 0);
+- a stale delivery after the post-rebalance seek advances the fetcher's read offset, so the
+  copies fetched again are dropped and the partition's commits stay stuck behind them.
+
+So this consumer takes an ack only for a record the agent declared `done()` (its effects are
+committed), commits a partition only from exactly where its last commit (or its first
+offset) left off, and `fetch_gaps_again()`, run every second, seeks a partition back to that
+point when its commits have been stuck for a while behind records nobody holds. What comes
+again is processed again and changes nothing: processing is idempotent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+import logging
+import time
+from collections.abc import Iterable
 from typing import Any
 
 from faust.transport.drivers import aiokafka as driver
-from mode.services import WaitResults
+from faust.types import TP, Message
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
+
+logger = logging.getLogger(__name__)
+
+# How long a partition's commits may stay stuck before it is read again: far longer than a
+# batch takes, so records merely still in flight are never taken for lost ones.
+STUCK_SECONDS = 5.0
 
 
 class Consumer(driver.Consumer):
-    async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:  # noqa: ASYNC109 (the overridden signature)
-        if len(coros) == 2 and timeout is None and self._delivering(*coros):
-            deliver, suspended = coros
-            suspended.close()
-            return WaitResults([deliver], [await deliver], False)
-        return await super().wait_first(*coros, timeout=timeout)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._done: set[tuple[TP, int]] = set()
+        self._first_offset: dict[TP, int] = {}  # of partitions with nothing committed yet
+        self._stuck_since: dict[TP, float] = {}
 
-    def _delivering(self, deliver: Any, suspended: Any) -> bool:
-        """Whether this is the fetcher's delivery of one message, with the flow running."""
-        if not isinstance(deliver, Coroutine) or not isinstance(suspended, Coroutine):
+    def done(self, messages: Iterable[Message]) -> None:
+        """Declare the records processed: their acks may be committed from now on."""
+        self._done.update((message.tp, message.offset) for message in messages)
+
+    def ack(self, message: Message) -> bool:
+        with ack_lock:
+            key = (message.tp, message.offset)
+            if key in self._done:
+                self._done.discard(key)
+                return bool(super().ack(message))
+            # Skipped by the stream, not processed: let go of it without making it committable.
+            if not message.acked:
+                message.acked = True
+                self._unacked_messages.discard(message)
+                notify(self._waiting_for_ack)
             return False
-        frame = getattr(suspended, "cr_frame", None)
-        waits_for_suspension = frame is not None and frame.f_locals.get("self") is self.suspend_flow
-        return waits_for_suspension and not self.suspend_flow.is_set() and not self.should_stop
+
+    def _new_offset(self, tp: TP) -> int | None:
+        head = self._commit_base(tp)
+        if head is None or self._first_pending(tp) != head:
+            return None  # nothing, or a gap, where the last commit left off
+        return super()._new_offset(tp)
+
+    def _commit_base(self, tp: TP) -> int | None:
+        """The offset the next commit of the partition must start from."""
+        committed = self._committed_offset.get(tp)
+        return committed if committed is not None else self._first_offset.get(tp)
+
+    def _first_pending(self, tp: TP) -> int | None:
+        """The lowest offset acked (or known to be a hole in the topic) and not committed."""
+        heads = [min(acked)] if (acked := self._acked.get(tp)) else []
+        if gaps := self._gap.get(tp):
+            heads.append(min(interval.begin for interval in gaps))
+        return min(heads, default=None)
+
+    async def fetch_gaps_again(self) -> list[TP]:
+        """Seek back every partition stuck behind records nobody holds; return them."""
+        if self.app.rebalancing or not self.flow_active:
+            self._stuck_since.clear()  # the rebalance seeks to the committed offsets itself
+            return []
+        assigned = self.assignment()
+        await self._learn_first_offsets(assigned)
+        now = time.monotonic()
+        stuck = {tp for tp in assigned if await self._is_stuck(tp)}
+        for tp in set(self._stuck_since) - stuck:
+            del self._stuck_since[tp]
+        again = []
+        for tp in sorted(stuck):
+            if now - self._stuck_since.setdefault(tp, now) >= STUCK_SECONDS:
+                base = self._commit_base(tp)
+                assert base is not None  # _is_stuck is False without one
+                logger.warning("reading %s[%d] again from %d: records were skipped", *tp, base)
+                await self.seek(tp, base)
+                del self._stuck_since[tp]
+                again.append(tp)
+        return again
+
+    async def _learn_first_offsets(self, assigned: set[TP]) -> None:
+        """Where partitions without a committed offset start (the group reads from the
+        earliest offset), so that their first commit can be checked for a gap too."""
+        for tp in set(self._first_offset) - assigned:
+            del self._first_offset[tp]
+        unknown = [
+            tp
+            for tp in assigned
+            if self._committed_offset.get(tp) is None and tp not in self._first_offset
+        ]
+        if unknown:
+            self._first_offset.update(await self.earliest_offsets(*unknown))
+
+    async def _is_stuck(self, tp: TP) -> bool:
+        """Whether records past the commit base were read but are neither held nor acked."""
+        base = self._commit_base(tp)
+        if base is None or self._first_pending(tp) == base:
+            return False
+        position = await self.position(tp)
+        if position is None or position <= base:
+            return False
+        return not any(
+            m.tp == tp and not m.acked and m.offset >= base for m in list(self._unacked_messages)
+        )
 
 
 class Transport(driver.Transport):

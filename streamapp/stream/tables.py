@@ -4,12 +4,6 @@ from __future__ import annotations
 
 from streamapp.stream.app import app
 
-
-def user_key(user_name: str) -> bytes:
-    """Return the table key of a user: the UTF-8 name, exactly as the topic's record keys."""
-    return user_name.encode()
-
-
 # Processed applications per user. Keys are bytes because bytes keys are serialized raw (a str
 # key would become JSON and hash to another partition than the user's records). With
 # use_partitioner each changelog write goes to its key's partition, so a user's count lives in

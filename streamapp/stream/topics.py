@@ -42,6 +42,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
+def user_key(user_name: str) -> bytes:
+    """The key of a user's records and table rows: the UTF-8 name, as the outbox sends it."""
+    return user_name.encode()
+
+
 def partition_of(key: bytes, partitions: int) -> int:
     """Return the partition Kafka's default partitioner gives `key` (murmur2, as the producer)."""
     return int(murmur2(key) & 0x7FFFFFFF) % partitions

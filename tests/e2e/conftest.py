@@ -7,7 +7,17 @@ from typing import Any
 
 import pytest
 
+from tests.harness.kafka import ApacheKafka
 from tests.harness.processes import Worker, child_env
+
+
+@pytest.fixture
+def own_kafka() -> Iterator[ApacheKafka]:
+    """A broker of the test's own, for tests whose guarantees other tests' records would blur."""
+    broker = ApacheKafka()
+    broker.start()
+    yield broker
+    broker.remove()
 
 
 @pytest.fixture

@@ -114,3 +114,40 @@ async def test_undecodable_record_goes_to_dead_letter_topic(
         await client.post("/applications", json={"user_name": user_name, "description": "ok"})
     ).json()["id"]
     await wait_processed(pg, [after])
+
+
+async def test_record_naming_no_stored_application_goes_to_dead_letter_topic(
+    client: httpx.AsyncClient, pg: asyncpg.Pool, bootstrap_servers: str, start_worker, user_name
+) -> None:
+    worker = start_worker()
+    stranger = {
+        "id": 2_000_000_000,
+        "user_id": 1,
+        "user_name": user_name,
+        "description": "never stored",
+        "created_at": "2026-11-27T10:00:00+00:00",
+    }
+    processed_before = await pg.fetchval("SELECT value FROM totals WHERE name = 'processed'")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(TOPIC, json.dumps(stranger).encode(), key=user_name.encode())
+    finally:
+        await producer.stop()
+
+    dead = await read_topic(
+        bootstrap_servers, f"{TOPIC}.dlq", lambda r: r.key == user_name.encode(), timeout=30
+    )
+
+    assert [json.loads(record.value)["reason"] for record in dead] == [
+        "no application with id 2000000000"
+    ]
+    assert json.loads(json.loads(dead[0].value)["value"]) == stranger
+    assert await pg.fetchval("SELECT value FROM totals WHERE name = 'processed'") >= (
+        processed_before
+    )
+    after = (
+        await client.post("/applications", json={"user_name": user_name, "description": "ok"})
+    ).json()["id"]
+    await wait_processed(pg, [after])
+    wait_for(lambda: user_count(worker, user_name) == 1, timeout=20)

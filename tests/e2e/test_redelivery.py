@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.harness.effects import wait_processed
 
 
-async def test_event_lost_after_publishing_is_redelivered(
-    client: httpx.AsyncClient, pg: asyncpg.Pool, start_worker, user_name: str
+async def test_event_lost_after_publishing_is_redelivered_and_reported_as_an_error(
+    client: httpx.AsyncClient,
+    pg: asyncpg.Pool,
+    start_worker,
+    user_name: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     start_worker()
     # An application whose event was acknowledged by the broker a minute ago, yet no worker
@@ -41,8 +47,11 @@ async def test_event_lost_after_publishing_is_redelivered(
             json.dumps(event),
         )
 
-    await wait_processed(pg, [application["id"]], timeout=60)
+    with caplog.at_level(logging.ERROR, logger="streamapp.services.outbox"):
+        await wait_processed(pg, [application["id"]], timeout=60)
 
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("a lost record" in m and str(application["id"]) in m for m in errors), errors
     assert (
         await pg.fetchval(
             "SELECT redeliveries FROM outbox WHERE application_id = $1", application["id"]

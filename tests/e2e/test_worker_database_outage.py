@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -12,8 +13,13 @@ from aiokafka import AIOKafkaProducer
 
 from streamapp import migrate
 from streamapp.dev.postgres import EmbeddedPostgres
+from streamapp.stream.topics import partition_of, user_key
 from tests.harness.effects import TOPIC, wait_processed
+from tests.harness.kafka import ApacheKafka
 from tests.harness.processes import Worker, child_env, wait_for
+from tests.harness.settings import TEST_SETTINGS
+
+PARTITIONS = 4
 
 
 @pytest.fixture
@@ -30,7 +36,10 @@ async def store_new_applications(url: str, user_name: str, count: int) -> list[d
     connection = await asyncpg.connect(url)
     try:
         # Ids far from the session database's, whose events share the topic with these.
-        await connection.execute("ALTER SEQUENCE applications_id_seq RESTART WITH 1000000000")
+        await connection.execute(
+            "SELECT setval('applications_id_seq', 1000000000, false) "
+            "FROM applications_id_seq WHERE last_value < 1000000000"
+        )
         user_id = await connection.fetchval(
             "INSERT INTO users (user_name) VALUES ($1) RETURNING id", user_name
         )
@@ -54,6 +63,19 @@ async def store_new_applications(url: str, user_name: str, count: int) -> list[d
     ]
 
 
+async def send_events(bootstrap_servers: str, events: list[dict]) -> None:
+    """Put the applications' events on the topic, keyed as the API keys them."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(
+                TOPIC, json.dumps(event).encode(), key=user_key(event["user_name"])
+            )
+    finally:
+        await producer.stop()
+
+
 async def test_worker_waits_out_a_database_outage(
     own_postgres: tuple[EmbeddedPostgres, str],
     service_env: dict[str, str],
@@ -67,15 +89,7 @@ async def test_worker_waits_out_a_database_outage(
         events = await store_new_applications(url, user_name, 5)
 
         await asyncio.to_thread(server.stop)
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
-        await producer.start()
-        try:
-            for event in events:
-                await producer.send_and_wait(
-                    TOPIC, json.dumps(event).encode(), key=user_name.encode()
-                )
-        finally:
-            await producer.stop()
+        await send_events(bootstrap_servers, events)
         wait_for(lambda: "database unavailable" in worker.log(), timeout=30)
         await asyncio.to_thread(server.start)
 
@@ -88,3 +102,80 @@ async def test_worker_waits_out_a_database_outage(
         assert worker.process.poll() is None
     finally:
         worker.stop()
+
+
+async def test_partitions_revoked_while_a_worker_waits_out_a_database_outage(
+    own_postgres: tuple[EmbeddedPostgres, str], own_kafka: ApacheKafka
+) -> None:
+    """Two workers hold batches they cannot store. One is stopped: it stops at once, and the
+    other, its partitions revoked mid-wait, lets its batch go so the rebalance goes through.
+    Once PostgreSQL is back every record is processed, with no redelivery sweep to help."""
+    server, url = own_postgres
+    env = child_env(
+        **{
+            **TEST_SETTINGS,
+            "DATABASE_URL": url,
+            "KAFKA_BOOTSTRAP_SERVERS": own_kafka.bootstrap_servers,
+            "TOPIC_PARTITIONS": str(PARTITIONS),
+            "REDELIVER_AFTER": "0",
+        }
+    )
+    staying, stopped = Worker(env).start(), Worker(env).start()
+    try:
+        for worker in (staying, stopped):
+            worker.wait_ready()
+        wait_for(
+            lambda: staying.assigned_partitions(TOPIC) and stopped.assigned_partitions(TOPIC),
+            timeout=60,
+            message="the workers did not split the partitions",
+        )
+        events = [
+            event
+            for user in users_on_every_partition()
+            for event in await store_new_applications(url, user, 50)
+        ]
+        await asyncio.to_thread(server.stop)
+        await send_events(own_kafka.bootstrap_servers, events)
+        for worker in (staying, stopped):
+            wait_for(lambda w=worker: "database unavailable" in w.log(), timeout=30)
+
+        assert stopped.process is not None
+        stopped.process.send_signal(signal.SIGTERM)
+        assert stopped.process.wait(timeout=20) == 0, (
+            "a worker waiting on the database did not stop"
+        )
+        assert "unacked while the database is unavailable (stopping)" in stopped.log()
+        wait_for(
+            lambda: "unacked while the database is unavailable (rebalancing)" in staying.log(),
+            timeout=60,
+            message="the staying worker did not let its batch go for the rebalance",
+        )
+        wait_for(
+            lambda: len(staying.assigned_partitions(TOPIC)) == PARTITIONS,
+            timeout=60,
+            message="the staying worker did not take over every partition",
+        )
+        await asyncio.to_thread(server.start)
+
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+        try:
+            await wait_processed(pool, [event["id"] for event in events], timeout=60)
+            processed = await pool.fetchval("SELECT sum(processed_count) FROM users")
+        finally:
+            await pool.close()
+        assert processed == len(events)  # each moved once
+        assert staying.process is not None
+        assert staying.process.poll() is None
+    finally:
+        stopped.stop()
+        staying.stop()
+
+
+def users_on_every_partition() -> list[str]:
+    """One user name per partition of the topic."""
+    users: dict[int, str] = {}
+    for n in range(1000):
+        users.setdefault(partition_of(user_key(f"revoke-{n}"), PARTITIONS), f"revoke-{n}")
+        if len(users) == PARTITIONS:
+            return list(users.values())
+    raise AssertionError("no user names for every partition")

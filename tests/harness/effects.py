@@ -36,6 +36,32 @@ async def post_applications(
     return ids
 
 
+async def steady_posts(
+    client: httpx.AsyncClient, user_names: list[str], count: int, rate: float
+) -> list[int]:
+    """File `count` applications at `rate` per second, whatever the answers' latency.
+
+    Every answer must be a 201; returns the ids.
+    """
+    ids: list[int] = []
+
+    async def post(index: int) -> None:
+        body = {"user_name": user_names[index % len(user_names)], "description": f"#{index}"}
+        response = await client.post("/applications", json=body)
+        assert response.status_code == 201, response.text
+        ids.append(int(response.json()["id"]))
+
+    started = time.monotonic()
+    tasks = []
+    for index in range(count):
+        delay = started + index / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(post(index)))
+    await asyncio.gather(*tasks)
+    return ids
+
+
 async def wait_processed(pg: asyncpg.Pool, ids: list[int], timeout: float = 90.0) -> None:
     """Wait until every application in `ids` is processed in PostgreSQL."""
     deadline = time.monotonic() + timeout
@@ -56,9 +82,12 @@ async def processed_at(pg: asyncpg.Pool, ids: list[int]) -> dict[int, Any]:
 
 
 async def read_topic(
-    bootstrap_servers: str, topic: str, match: Any, timeout: float = 30.0
+    bootstrap_servers: str, topic: str, match: Any, timeout: float = 30.0, count: int = 1
 ) -> list[Any]:
-    """Read `topic` from the start with an independent consumer; return records where match()."""
+    """Read `topic` from the start with an independent consumer; return records where match().
+
+    Returns once `count` records matched (or the time is up).
+    """
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest", group_id=None
     )
@@ -66,7 +95,7 @@ async def read_topic(
     found: list[Any] = []
     try:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not found:
+        while time.monotonic() < deadline and len(found) < count:
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
                 found += [record for record in records if match(record)]

@@ -56,6 +56,9 @@ def test_round_trips_what_the_api_sends() -> None:
         (encoded(user_name=None), "field 'user_name': Input should be a valid string"),
         (encoded(user_name=MISSING), "missing field 'user_name'"),
         (encoded(created_at="yesterday"), "field 'created_at'"),
+        (encoded(id=0), "field 'id': Input should be greater than or equal to 1"),
+        (encoded(id=2**31), "field 'id': Input should be less than or equal to 2147483647"),
+        (encoded(user_id=-3), "field 'user_id': Input should be greater than or equal to 1"),
     ],
 )
 def test_rejects_broken_records_with_a_reason(raw: bytes | None, reason: str) -> None:

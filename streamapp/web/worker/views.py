@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from faust import web
+from faust.types import TP
 
 from streamapp.metrics import exposition
 from streamapp.stream.app import app
-from streamapp.stream.tables import applications_per_user, user_key
-from streamapp.stream.topics import NEW_APPLICATIONS, partition_of
+from streamapp.stream.tables import applications_per_user
+from streamapp.stream.topics import NEW_APPLICATIONS, partition_of, user_key
 
 stats = web.Blueprint("stats")
 
@@ -45,10 +46,38 @@ class Summary(web.View):
                 "worker": f"{app.conf.web_host}:{app.conf.web_port}",
                 "assignment": [{"topic": t, "partition": p} for t, p in assignment],
                 "active_partitions": sorted(active),
+                "partitions": await _partition_progress(active),
+                "flow": _flow(),
                 "users": owned,
                 "total_processed": sum(owned.values()),
             }
         )
+
+
+async def _partition_progress(active: set[int]) -> list[dict[str, int | None]]:
+    """Per active partition of new_applications: where the worker reads, and its lag."""
+    consumer = app.consumer
+    progress = []
+    for partition in sorted(active):
+        tp = TP(NEW_APPLICATIONS, partition)
+        position = await consumer.position(tp)
+        highwater = consumer.highwater(tp)
+        lag = None if position is None or highwater is None else max(highwater - position, 0)
+        progress.append(
+            {"partition": partition, "position": position, "highwater": highwater, "lag": lag}
+        )
+    return progress
+
+
+def _flow() -> dict[str, object]:
+    """Whether the worker is fetching: during a rebalance or a recovery it is not."""
+    consumer = app.consumer
+    paused: set[TP] = getattr(consumer, "_paused_partitions", set())
+    return {
+        "fetching": bool(getattr(consumer, "flow_active", True) and app.flow_control.is_active()),
+        "rebalancing": bool(app.rebalancing),
+        "paused": sorted(f"{tp.topic}[{tp.partition}]" for tp in paused),
+    }
 
 
 stats.register(app, url_prefix="/stats/")
