@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated
 
+import email_validator
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -18,40 +19,72 @@ from pydantic import (
 
 from streamapp.models import tables
 
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_CHARS_BUT_WHITESPACE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Addresses at special-use domains (.test, .local, .invalid, ...) are well-formed, and the
+# schema's "email" format allows them, so they are taken like any other (email-validator
+# documents this list as the switch).
+email_validator.SPECIAL_USE_DOMAIN_NAMES.clear()
+
+# What the API accepts is what the schema publishes: each constraint below is enforced on the
+# raw value and stated in OpenAPI as maxLength and a pattern (ECMA 262, as Python reads it),
+# so a schema-valid value is never refused. Values are stored stripped of the whitespace
+# around them.
+_NO_CONTROL = r"\x00-\x1f\x7f"  # never meant in a name; PostgreSQL cannot store NUL at all
+_NO_CONTROL_BUT_TAB_AND_NEWLINE = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
 
 
-def _single_line(value: str) -> str:
-    if _CONTROL_CHARS.search(value):
-        raise ValueError("must not contain control characters")
-    return value
+def _visible_text(forbidden: str) -> str:
+    """A pattern: none of the `forbidden` characters, and not whitespace alone."""
+    return f"^[^{forbidden}]*[^\\s\\x00-\\x1f\\x7f][^{forbidden}]*$"
 
 
-def _text(value: str) -> str:
-    # PostgreSQL cannot store NUL in text; other control characters are never meant.
-    if _CONTROL_CHARS_BUT_WHITESPACE.search(value):
-        raise ValueError("must not contain control characters other than tab and newline")
-    return value
+USER_NAME_PATTERN = _visible_text(_NO_CONTROL)
+DESCRIPTION_PATTERN = _visible_text(_NO_CONTROL_BUT_TAB_AND_NEWLINE)
+PHONE_PATTERN = r"^\s*\+?[0-9][0-9 ()\-]*$"
 
 
-UserName = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=tables.USER_NAME_MAX),
-    AfterValidator(_single_line),
-]
-Description = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=tables.DESCRIPTION_MAX),
-    AfterValidator(_text),
-]
-PHONE_PATTERN = r"^\+?[0-9][0-9 ()\-]*$"
-Phone = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True, min_length=3, max_length=tables.PHONE_MAX, pattern=PHONE_PATTERN
-    ),
-]
+def _matching(
+    pattern: str, max_length: int, reason: str, description: str, min_length: int = 1
+) -> list[object]:
+    """The constraints of a text field: published in the schema, checked, then stripped."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):  # `$` alone would let a final newline through
+            raise ValueError(reason)
+        return value.strip()
+
+    published = Field(
+        min_length=min_length,
+        max_length=max_length,
+        description=description,
+        json_schema_extra={"pattern": pattern},
+    )
+    return [published, AfterValidator(check)]
+
+
+_USER_NAME = _matching(
+    USER_NAME_PATTERN,
+    tables.USER_NAME_MAX,
+    "must not be blank or contain control characters",
+    f"1-{tables.USER_NAME_MAX} characters, not all blank, no control characters.",
+)
+_DESCRIPTION = _matching(
+    DESCRIPTION_PATTERN,
+    tables.DESCRIPTION_MAX,
+    "must not be blank or contain control characters other than tab and newline",
+    f"1-{tables.DESCRIPTION_MAX} characters, not all blank, no control characters but tab "
+    "and newline.",
+)
+_PHONE = _matching(
+    PHONE_PATTERN,
+    tables.PHONE_MAX,
+    "must be digits, spaces, ( ) and -, with an optional leading +",
+    "Digits, spaces, ( ) and -, with an optional leading +.",
+    min_length=3,
+)
+UserName = Annotated[str, *_USER_NAME]
+Description = Annotated[str, *_DESCRIPTION]
+Phone = Annotated[str, *_PHONE]
 
 
 def _iso(value: datetime) -> str:
@@ -68,8 +101,8 @@ class Request(BaseModel):
 
 
 class ApplicationCreate(Request):
-    user_name: UserName = Field(description="Who files the application (1-25 characters).")
-    description: Description = Field(description="What is asked for (1-255 characters).")
+    user_name: UserName
+    description: Description
 
 
 class ApplicationPublic(BaseModel):
@@ -91,7 +124,7 @@ class ApplicationCreatedResponse(BaseModel):
 class Page(BaseModel):
     """What every listing answers besides its items."""
 
-    page: int | None = Field(description="The page number asked for; null with a cursor.")
+    page: int | None = Field(description="The page number asked for; null with a cursor alone.")
     size: int
     total: int = Field(description="How many items the whole listing has.")
     next_cursor: str | None = Field(

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from streamapp.db import UNAVAILABLE_ERRORS
 from streamapp.errors import (
@@ -24,10 +25,13 @@ logger = logging.getLogger(__name__)
 VALIDATION_FAILED = "The request is not valid"
 INTERNAL_ERROR = "Internal server error"
 BODY_TOO_LARGE = "The request body is larger than {limit} bytes"
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")  # no route serves HEAD or OPTIONS
 
 # OpenAPI: the body of every error answer, and the answers every route may give.
 ERROR_BODY: dict[str, Any] = {"model": ErrorResponse}
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {code: ERROR_BODY for code in (413, 422, 503)}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: ERROR_BODY for code in (413, 422, 500, 503)
+}
 
 
 def error_response(
@@ -56,15 +60,35 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", VALIDATION_FAILED, fields)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's only 400: a body that is not JSON at all (not even UTF-8). A body that is
+        # malformed JSON is a 422 naming `body`; this is the same mistake, answered alike.
+        field = FieldError(field="body", reason="not valid JSON in UTF-8")
+        return error_response(422, "validation_error", VALIDATION_FAILED, [field])
     code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
         exc.status_code, "http_error"
     )
     response = error_response(exc.status_code, code, str(exc.detail))
     if exc.headers:
         response.headers.update(exc.headers)
+    if exc.status_code == 405:
+        response.headers["Allow"] = ", ".join(_allowed_methods(request))
     return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on the request's path (Starlette names only the first
+    route's, and a path such as /applications has a route per method)."""
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
 
 
 async def _not_found(_: Request, exc: Exception) -> JSONResponse:

@@ -99,3 +99,14 @@ async def test_user_applications_lists_only_theirs(
     assert body["total"] == 2
     assert len(body["applications"]) == 1
     assert body["applications"][0]["description"] == "b"
+
+
+async def test_special_use_email_domains_are_accepted(
+    client: httpx.AsyncClient, user_name: str
+) -> None:
+    response = await client.post(
+        "/users", json={"user_name": user_name, "email": f"{user_name}@mail.example.test"}
+    )
+
+    assert response.status_code == 201
+    assert response.json()["email"] == f"{user_name}@mail.example.test"

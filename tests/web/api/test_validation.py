@@ -25,7 +25,11 @@ def field_errors(response: httpx.Response) -> dict[str, str]:
         ({"user_name": "u", "description": ["d"]}, "description", "valid string"),
         ({"user_name": None, "description": "d"}, "user_name", "valid string"),
         ({"user_name": "", "description": "d"}, "user_name", "at least 1 character"),
-        ({"user_name": "   ", "description": "d"}, "user_name", "at least 1 character"),
+        ({"user_name": "   ", "description": "d"}, "user_name", "must not be blank"),
+        ({"user_name": "u", "description": " \n\t "}, "description", "must not be blank"),
+        # Lengths count what was sent, as the schema says, blanks around it too.
+        ({"user_name": " " * 20 + "abcdef", "description": "d"}, "user_name", "at most 25"),
+        ({"user_name": "a\n", "description": "d"}, "user_name", "control characters"),
         ({"user_name": "u", "description": ""}, "description", "at least 1 character"),
         ({"user_name": LONG_NAME, "description": "d"}, "user_name", "at most 25 characters"),
         ({"user_name": "u", "description": LONG_TEXT}, "description", "at most 255 characters"),
@@ -154,4 +158,29 @@ async def test_wrong_method_is_405_in_the_error_shape(client: httpx.AsyncClient)
     response = await client.delete("/applications")
 
     assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_a_body_that_is_not_utf8_json_is_422_naming_the_body(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/applications", content=b"\x02\xff\xfe", headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    assert field_errors(response) == {"body": "not valid JSON in UTF-8"}
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [("/applications", "GET, POST"), ("/users", "GET, POST"), ("/applications/1", "GET")],
+)
+async def test_405_names_every_method_of_the_path(
+    client: httpx.AsyncClient, path: str, allowed: str
+) -> None:
+    response = await client.request("DELETE", path)
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allowed
     assert response.json()["error"]["code"] == "method_not_allowed"
