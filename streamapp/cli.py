@@ -1,4 +1,4 @@
-"""The `streamapp` command: api, worker, migrate, dev."""
+"""The `streamapp` command: api, worker, migrate, generate, dlq, dev."""
 
 from __future__ import annotations
 
@@ -62,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--days", type=float, default=30.0, help="created over the last N")
     generate.add_argument("--prefix", default="user", help="user names: PREFIX-0001, ...")
     generate.set_defaults(run=_run_generate)
+
+    dlq = commands.add_parser(
+        "dlq", help="list the dead letters with their reasons (--replay: send the good again)"
+    )
+    dlq.add_argument(
+        "--replay",
+        action="store_true",
+        help="send again those that now decode and name an application still new",
+    )
+    dlq.set_defaults(run=_run_dlq)
 
     dev = commands.add_parser("dev", help="run the whole system on embedded services")
     _add_dev_arguments(dev)
@@ -152,6 +162,25 @@ def _run_generate(args: argparse.Namespace, settings: Settings, _: Sequence[str]
         prefix=args.prefix,
     )
     asyncio.run(generate(settings.asyncpg_dsn, plan))
+
+
+def _run_dlq(args: argparse.Namespace, settings: Settings, _: Sequence[str]) -> None:
+    from streamapp.services import dead_letters
+
+    servers = settings.kafka_bootstrap_servers
+    letters = asyncio.run(dead_letters.read_dead_letters(servers))
+    out = sys.stdout
+    for letter in letters:
+        value = "null" if letter.value is None else repr(_excerpt(letter.value))
+        out.write(f"{letter.where} from {letter.source}: {letter.reason} (value {value})\n")
+    out.write(f"{len(letters)} dead letters\n")
+    if args.replay:
+        outcome = asyncio.run(dead_letters.replay(letters, servers, settings.asyncpg_dsn))
+        out.write(", ".join(f"{what}: {n}" for what, n in sorted(outcome.items())) + "\n")
+
+
+def _excerpt(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _run_dev(args: argparse.Namespace) -> int:

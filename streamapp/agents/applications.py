@@ -157,12 +157,20 @@ async def _dead_letter(event: Any, reason: str) -> Awaitable[Any]:
             "partition": message.partition,
             "offset": message.offset,
             "value": _printable(event.value),
+            "truncated": event.value is not None and len(event.value) > DEAD_LETTER_VALUE_MAX,
         },
     )
 
 
+# The most of a record's value a dead letter keeps: the letter must fit in a Kafka message
+# (1 MiB by default) whatever the record was.
+DEAD_LETTER_VALUE_MAX = 64 * 1024
+
+
 def _printable(raw: bytes | None) -> str | None:
-    return None if raw is None else raw.decode("utf-8", errors="replace")
+    if raw is None:
+        return None
+    return raw[:DEAD_LETTER_VALUE_MAX].decode("utf-8", errors="replace")
 
 
 def _consumer() -> Consumer:

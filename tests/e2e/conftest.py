@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
+from tests.harness.effects import TOPIC
 from tests.harness.kafka import ApacheKafka
-from tests.harness.processes import Worker, child_env
+from tests.harness.processes import Worker, child_env, wait_for
+from tests.harness.settings import TEST_SETTINGS
 
 
 @pytest.fixture
@@ -35,3 +37,12 @@ def start_worker(service_env: dict[str, str]) -> Iterator[Any]:
     yield start
     for worker in workers:
         worker.stop()
+
+
+@pytest.fixture
+def running_worker(start_worker: Any) -> Worker:
+    """One worker of the session's group, once it holds every partition of the topic."""
+    worker: Worker = start_worker()
+    partitions = int(TEST_SETTINGS["TOPIC_PARTITIONS"])
+    wait_for(lambda: len(worker.assigned_partitions(TOPIC)) == partitions, timeout=90)
+    return worker
