@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from typing import Annotated, Literal
 
@@ -22,6 +23,15 @@ Duration = Annotated[float, Field(gt=0)]
 NonNegativeDuration = Annotated[float, Field(ge=0)]
 Count = Annotated[int, Field(ge=1)]
 REQUIRED_WITHOUT_DATABASE_URL = ("postgres_user", "postgres_password", "postgres_db")
+
+
+API_KEY_MIN = 16
+_ORIGIN = re.compile(r"https?://[^/\s:]+(:[0-9]{1,5})?")
+
+
+def _split(text: str) -> tuple[str, ...]:
+    """The items of a comma-separated setting, blanks dropped."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 class ConfigError(Exception):
@@ -56,6 +66,7 @@ class Settings(BaseSettings):
     worker_heartbeat_interval: Duration = 3.0
     worker_data_dir: str = ".streamapp-data"
     worker_web_host: str | None = None
+    worker_web_bind: str = "127.0.0.1"
 
     outbox_relay_interval: Duration = 1.0
     outbox_relay_delay: NonNegativeDuration = 5.0
@@ -66,6 +77,8 @@ class Settings(BaseSettings):
     publish_timeout: Duration = 10.0
 
     max_body_bytes: int = Field(default=16 * 1024, ge=256)
+    api_keys: SecretStr | None = None
+    cors_origins: str | None = None
     log_level: LogLevel = "INFO"
 
     @model_validator(mode="before")
@@ -85,6 +98,26 @@ class Settings(BaseSettings):
                 make_url(value.get_secret_value())
             except Exception as exc:
                 raise ValueError(f"not a database URL: {exc}") from None
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_api_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # empty is unset, as compose passes an unset variable
+        keys = _split(value.get_secret_value())
+        if not keys:
+            raise ValueError("no key in it (unset it to turn keys off)")
+        if any(len(key) < API_KEY_MIN for key in keys):
+            raise ValueError(f"every key must be at least {API_KEY_MIN} characters")
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_cors_origins(cls, value: str | None) -> str | None:
+        for origin in _split(value or ""):
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin such as https://example.com")
         return value
 
     @field_validator("db_pool_min_size")
@@ -128,6 +161,16 @@ class Settings(BaseSettings):
         return self.sqlalchemy_url.set(drivername="postgresql").render_as_string(
             hide_password=False
         )
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        """The accepted API keys; none means writes need no key."""
+        return _split(self.api_keys.get_secret_value()) if self.api_keys else ()
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """Origins whose pages may call the API; none (the default) allows no other origin."""
+        return _split(self.cors_origins or "")
 
     @property
     def kafka_broker_url(self) -> str:

@@ -6,6 +6,7 @@ APPLICATION_NOT_FOUND = "Application not found"
 USER_NOT_FOUND = "User not found"
 IDEMPOTENCY_KEY_REUSED = "Idempotency-Key was already used with a different request body"
 DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly"
+API_KEY_REQUIRED = "A valid X-API-Key header is required"
 USER_FIELD_TAKEN = "A user with this {field} already exists"
 
 
@@ -35,6 +36,12 @@ class IdempotencyKeyReused(DomainError):
     """The same Idempotency-Key came with another body."""
 
     message = IDEMPOTENCY_KEY_REUSED
+
+
+class ApiKeyRequired(DomainError):
+    """A write came without an accepted API key (API_KEYS is set)."""
+
+    message = API_KEY_REQUIRED
 
 
 class DatabaseUnavailable(DomainError):

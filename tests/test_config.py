@@ -97,6 +97,10 @@ def test_several_bootstrap_servers(clean_env: pytest.MonkeyPatch) -> None:
             "invalid setting DB_POOL_MIN_SIZE: must not be larger than DB_POOL_MAX_SIZE (2)",
         ),
         ({"DATABASE_URL": "postgresql://u@h/d", "DB_POOL_MAX_SIZE": "0"}, "DB_POOL_MAX_SIZE"),
+        ({**ORIGINAL, "API_KEYS": " , "}, "invalid setting API_KEYS: no key in it"),
+        ({**ORIGINAL, "API_KEYS": "0123456789abcdef,short"}, "at least 16 characters"),
+        ({**ORIGINAL, "CORS_ORIGINS": "apps.example.com"}, "invalid setting CORS_ORIGINS"),
+        ({**ORIGINAL, "CORS_ORIGINS": "https://a.example/path"}, "invalid setting CORS_ORIGINS"),
     ],
 )
 def test_bad_settings_fail_with_one_line_naming_them(
@@ -119,6 +123,22 @@ def test_passwords_are_not_in_the_settings_repr(clean_env: pytest.MonkeyPatch) -
 
     clean_env.setenv("DATABASE_URL", "postgresql://u:hunter2@h/d")
     assert "hunter2" not in repr(load_settings())
+
+
+def test_keys_and_origins_are_lists_and_empty_means_off(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("DATABASE_URL", "postgresql://u@h/d")
+    clean_env.setenv("API_KEYS", "")
+    clean_env.setenv("CORS_ORIGINS", "")
+    assert (load_settings().api_key_list, load_settings().cors_origin_list) == ((), ())
+
+    clean_env.setenv("API_KEYS", " 0123456789abcdef , fedcba9876543210")
+    clean_env.setenv("CORS_ORIGINS", "https://a.example, http://localhost:3000,*")
+    settings = load_settings()
+
+    assert settings.api_key_list == ("0123456789abcdef", "fedcba9876543210")
+    assert settings.cors_origin_list == ("https://a.example", "http://localhost:3000", "*")
+    assert "0123456789abcdef" not in repr(settings)
+    assert settings.worker_web_bind == "127.0.0.1"
 
 
 def test_equal_pool_sizes_are_fine(clean_env: pytest.MonkeyPatch) -> None:

@@ -133,6 +133,7 @@ def _start_app(args: argparse.Namespace, supervisor: Supervisor, env: dict[str, 
         worker_env = {
             **env,
             "WORKER_WEB_HOST": args.host,
+            "WORKER_WEB_BIND": args.host,
             "WORKER_DATA_DIR": tempfile.mkdtemp(prefix=f"streamapp-worker-{port}-"),
         }
         command = [*python, "worker", "--web-port", str(port)]

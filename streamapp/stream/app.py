@@ -77,6 +77,8 @@ def _configure(sender: Any, conf: Any, **_: Any) -> None:
     conf.broker_heartbeat_interval = settings.worker_heartbeat_interval
     conf.producer_request_timeout = settings.publish_timeout
     conf.producer_acks = -1
+    # Loopback unless configured (compose binds all interfaces inside its network).
+    conf.web_bind = settings.worker_web_bind
     if settings.worker_web_host:
         # The name other workers use to reach this one (table_route forwarding).
         conf.web_host = settings.worker_web_host

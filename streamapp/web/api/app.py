@@ -7,13 +7,16 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from streamapp import __version__
 from streamapp.config import Settings, get_settings
 from streamapp.db import connect, create_database
 from streamapp.services.outbox import Outbox
+from streamapp.web.api.deps import key_digests
 from streamapp.web.api.errors import install_error_handlers
 from streamapp.web.api.middleware import BodySizeLimit, RequestMetrics
 from streamapp.web.api.routes import routers
@@ -67,9 +70,38 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     api.state.settings = settings or get_settings()
+    api.state.api_key_digests = key_digests(api.state.settings.api_key_list)
+    if api.state.api_key_digests:
+        _document_api_keys(api)
     install_error_handlers(api)
     for router in routers:
         api.include_router(router)
     api.add_middleware(BodySizeLimit, max_bytes=api.state.settings.max_body_bytes)
     api.add_middleware(RequestMetrics)
+    if origins := api.state.settings.cors_origin_list:
+        api.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "Idempotency-Key", "X-API-Key"],
+            expose_headers=["Location", "Idempotent-Replayed", "Retry-After"],
+            max_age=600,
+        )
     return api
+
+
+def _document_api_keys(api: FastAPI) -> None:
+    """Publish the X-API-Key scheme on the write operations (only when keys are required)."""
+    generate = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            schema = generate()  # kept as api.openapi_schema: completed in place
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["ApiKey"] = {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+            for operations in schema["paths"].values():
+                if "post" in operations:
+                    operations["post"]["security"] = [{"ApiKey": []}]
+        return generate()
+
+    api.openapi = openapi  # type: ignore[method-assign]

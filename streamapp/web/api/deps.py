@@ -6,11 +6,14 @@ to its thread pool on every request).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Annotated
 
 from databases import Database
 from fastapi import Depends, Header, Request
 
+from streamapp.errors import ApiKeyRequired
 from streamapp.models.tables import IDEMPOTENCY_KEY_MAX
 from streamapp.services.outbox import Outbox
 from streamapp.web.api.pagination import Pagination, get_pagination
@@ -24,6 +27,30 @@ async def get_db(request: Request) -> Database:
 async def get_outbox(request: Request) -> Outbox:
     outbox: Outbox = request.app.state.outbox
     return outbox
+
+
+def key_digests(keys: tuple[str, ...]) -> tuple[bytes, ...]:
+    """What `require_api_key` compares: digests, so every comparison has the same length."""
+    return tuple(hashlib.sha256(key.encode()).digest() for key in keys)
+
+
+async def require_api_key(
+    request: Request,
+    api_key: Annotated[str | None, Header(alias="X-API-Key", include_in_schema=False)] = None,
+) -> None:
+    """With API_KEYS set, let a request through only with one of them in `X-API-Key`.
+
+    Compared in constant time against every key (no early exit); the key is never logged.
+    """
+    accepted: tuple[bytes, ...] = request.app.state.api_key_digests
+    if not accepted:
+        return
+    given = hashlib.sha256((api_key or "").encode()).digest()
+    matched = False
+    for digest in accepted:
+        matched |= hmac.compare_digest(digest, given)
+    if api_key is None or not matched:
+        raise ApiKeyRequired()
 
 
 IdempotencyKey = Annotated[

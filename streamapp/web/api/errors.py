@@ -13,6 +13,7 @@ from starlette.routing import Match
 
 from streamapp.db import UNAVAILABLE_ERRORS
 from streamapp.errors import (
+    ApiKeyRequired,
     DatabaseUnavailable,
     EntityAlreadyExists,
     EntityDoesNotExist,
@@ -29,6 +30,7 @@ _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")  # no route serves HEAD or 
 
 # OpenAPI: the body of every error answer, and the answers every route may give.
 ERROR_BODY: dict[str, Any] = {"model": ErrorResponse}
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {401: ERROR_BODY, 409: ERROR_BODY}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: ERROR_BODY for code in (413, 422, 500, 503)
 }
@@ -91,6 +93,12 @@ def _allowed_methods(request: Request) -> list[str]:
     ]
 
 
+async def _api_key_required(_: Request, exc: Exception) -> JSONResponse:
+    response = error_response(401, "unauthorized", str(exc))
+    response.headers["WWW-Authenticate"] = 'ApiKey header="X-API-Key"'
+    return response
+
+
 async def _not_found(_: Request, exc: Exception) -> JSONResponse:
     return error_response(404, "not_found", str(exc))
 
@@ -124,6 +132,7 @@ def install_error_handlers(api: FastAPI) -> None:
     """Register every handler on `api`."""
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(StarletteHTTPException, _http_error)
+    api.add_exception_handler(ApiKeyRequired, _api_key_required)
     api.add_exception_handler(EntityDoesNotExist, _not_found)
     api.add_exception_handler(EntityAlreadyExists, _already_exists)
     api.add_exception_handler(IdempotencyKeyReused, _idempotency_conflict)

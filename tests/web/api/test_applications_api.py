@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 import asyncpg
 import httpx
+import pytest
 
 
 async def create(
@@ -155,3 +157,40 @@ async def test_list_without_filter_shows_newest_first(
     assert ids == sorted(ids, reverse=True)
     assert newest in ids
     assert body["total"] >= len(ids)
+
+
+@pytest.mark.parametrize(
+    ("user_suffix", "description"),
+    [
+        ("');DROP TABLE users;--", "x'; DELETE FROM applications WHERE '1'='1"),
+        ('" OR 1=1 --', "$1 $$ ; COMMIT; \\x00 %s %(id)s {0} ${{user}}"),
+    ],
+)
+async def test_sql_looking_input_is_stored_verbatim(
+    client: httpx.AsyncClient, pg: asyncpg.Pool, user_suffix: str, description: str
+) -> None:
+    user_name = f"{uuid.uuid4().hex[:3]}{user_suffix}"
+    created = await client.post(
+        "/applications", json={"user_name": user_name, "description": description}
+    )
+    assert created.status_code == 201
+
+    listed = await client.get("/applications", params={"user_name": user_name})
+    stored = await pg.fetchrow(
+        "SELECT u.user_name, a.description FROM applications a JOIN users u ON u.id = a.user_id "
+        "WHERE a.id = $1",
+        created.json()["id"],
+    )
+
+    assert dict(stored) == {"user_name": user_name, "description": description}
+    assert [a["description"] for a in listed.json()["applications"]] == [description]
+    assert await pg.fetchval("SELECT count(*) FROM users") > 0  # the table is still there
+
+
+async def test_cors_is_closed_by_default(client: httpx.AsyncClient) -> None:
+    headers = {"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"}
+    preflight = await client.options("/applications", headers=headers)
+    read = await client.get("/applications", headers={"Origin": "https://elsewhere.example"})
+
+    assert "access-control-allow-origin" not in preflight.headers
+    assert "access-control-allow-origin" not in read.headers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from streamapp.metrics import APPLICATIONS_CREATED
 from streamapp.models.schemas import (
@@ -17,8 +17,14 @@ from streamapp.models.schemas import (
 from streamapp.services import applications as applications_service
 from streamapp.services.applications import Created, Replayed
 from streamapp.stream.topics import NEW_APPLICATIONS
-from streamapp.web.api.deps import DatabaseDep, IdempotencyKey, OutboxDep, PaginationDep
-from streamapp.web.api.errors import ERROR_BODY, ERROR_RESPONSES
+from streamapp.web.api.deps import (
+    DatabaseDep,
+    IdempotencyKey,
+    OutboxDep,
+    PaginationDep,
+    require_api_key,
+)
+from streamapp.web.api.errors import ERROR_BODY, ERROR_RESPONSES, WRITE_ERRORS
 from streamapp.web.api.pagination import page_response
 from streamapp.web.api.responses import json_response
 
@@ -31,7 +37,8 @@ ApplicationId = Annotated[int, Path(ge=1, le=2**31 - 1)]
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ApplicationCreatedResponse,
-    responses={409: ERROR_BODY},
+    responses=WRITE_ERRORS,
+    dependencies=[Depends(require_api_key)],
 )
 async def create_application(
     application_in: ApplicationCreate,

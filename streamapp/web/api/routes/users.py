@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Depends, Path, Response, status
 
 from streamapp.models.schemas import ApplicationsPage, UserCreate, UserPublic, UsersPage
 from streamapp.services import applications as applications_service
 from streamapp.services import users as users_service
-from streamapp.web.api.deps import DatabaseDep, PaginationDep
-from streamapp.web.api.errors import ERROR_BODY, ERROR_RESPONSES
+from streamapp.web.api.deps import DatabaseDep, PaginationDep, require_api_key
+from streamapp.web.api.errors import ERROR_BODY, ERROR_RESPONSES, WRITE_ERRORS
 from streamapp.web.api.pagination import page_response
 
 router = APIRouter(prefix="/users", tags=["users"], responses=ERROR_RESPONSES)
@@ -18,7 +18,12 @@ router = APIRouter(prefix="/users", tags=["users"], responses=ERROR_RESPONSES)
 UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses={409: ERROR_BODY})
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=WRITE_ERRORS,
+    dependencies=[Depends(require_api_key)],
+)
 async def create_user(user_in: UserCreate, response: Response, db: DatabaseDep) -> UserPublic:
     """Register a user (user_name and email are unique)."""
     user = UserPublic.model_validate(await users_service.create(db=db, user_in=user_in))
