@@ -8,16 +8,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.harness.processes import Api, child_env
 
 EXAMPLES_PER_OPERATION = 30
 SEED = "1"  # a fixed seed: the same cases on every run, so a failure is reproducible
 
 
+@pytest.mark.parametrize("api_key", [None, "fuzz-key-0123456789"], ids=["open", "with-keys"])
 def test_schemathesis_finds_nothing_in_any_operation(
-    service_env: dict[str, str], tmp_path: Path
+    service_env: dict[str, str], tmp_path: Path, api_key: str | None
 ) -> None:
-    api = Api(child_env(**service_env)).start()
+    """With keys on, its `ignored_auth` check also sends writes without the key."""
+    keys = {"API_KEYS": api_key} if api_key else {}
+    auth = [f"--header=X-API-Key: {api_key}"] if api_key else []
+    api = Api(child_env(**service_env, **keys)).start()
     try:
         api.wait_ready()
         result = subprocess.run(
@@ -32,6 +38,7 @@ def test_schemathesis_finds_nothing_in_any_operation(
                 f"--seed={SEED}",
                 "--generation-database=none",
                 "--no-color",
+                *auth,
             ],
             capture_output=True,
             text=True,
