@@ -93,17 +93,9 @@ def _add_dev_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_api(args: argparse.Namespace, settings: Settings, _: Sequence[str]) -> None:
-    import uvicorn
+    from streamapp.web.api.server import serve
 
-    uvicorn.run(
-        "streamapp.web.api:create_api",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # keep the logging configured above
-        proxy_headers=True,
-    )
+    serve(settings, args.host, args.port)
 
 
 # Faust's --loglevel takes its own names, not the logging module's. Its "crit" fails in the

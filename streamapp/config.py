@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     publish_timeout: Duration = 10.0
 
     max_body_bytes: int = Field(default=16 * 1024, ge=256)
+    api_drain_seconds: NonNegativeDuration = 5.0
+    api_shutdown_timeout: Count = 30
     api_keys: SecretStr | None = None
     cors_origins: str | None = None
     log_level: LogLevel = "INFO"

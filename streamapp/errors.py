@@ -7,6 +7,7 @@ USER_NOT_FOUND = "User not found"
 IDEMPOTENCY_KEY_REUSED = "Idempotency-Key was already used with a different request body"
 DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly"
 API_KEY_REQUIRED = "A valid X-API-Key header is required"
+API_STOPPING = "This API process is stopping; send requests to another one"
 USER_FIELD_TAKEN = "A user with this {field} already exists"
 
 
@@ -42,6 +43,12 @@ class ApiKeyRequired(DomainError):
     """A write came without an accepted API key (API_KEYS is set)."""
 
     message = API_KEY_REQUIRED
+
+
+class ApiStopping(DomainError):
+    """The process got SIGTERM and drains: it serves, but should get no new work."""
+
+    message = API_STOPPING
 
 
 class DatabaseUnavailable(DomainError):

@@ -13,4 +13,5 @@ TEST_SETTINGS = {
     "REDELIVER_AFTER": "5",
     "LOG_LEVEL": "INFO",
     "WORKER_WEB_HOST": "127.0.0.1",
+    "API_DRAIN_SECONDS": "0",  # test APIs stop at once; the graceful-stop test sets it
 }

@@ -70,6 +70,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     api.state.settings = settings or get_settings()
+    api.state.draining = False  # set on SIGTERM by the server: /readyz answers 503
     api.state.api_key_digests = key_digests(api.state.settings.api_key_list)
     if api.state.api_key_digests:
         _document_api_keys(api)

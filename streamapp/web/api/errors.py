@@ -14,6 +14,7 @@ from starlette.routing import Match
 from streamapp.db import UNAVAILABLE_ERRORS
 from streamapp.errors import (
     ApiKeyRequired,
+    ApiStopping,
     DatabaseUnavailable,
     EntityAlreadyExists,
     EntityDoesNotExist,
@@ -99,6 +100,10 @@ async def _api_key_required(_: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+async def _stopping(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(503, "service_unavailable", str(exc))
+
+
 async def _not_found(_: Request, exc: Exception) -> JSONResponse:
     return error_response(404, "not_found", str(exc))
 
@@ -133,6 +138,7 @@ def install_error_handlers(api: FastAPI) -> None:
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(StarletteHTTPException, _http_error)
     api.add_exception_handler(ApiKeyRequired, _api_key_required)
+    api.add_exception_handler(ApiStopping, _stopping)
     api.add_exception_handler(EntityDoesNotExist, _not_found)
     api.add_exception_handler(EntityAlreadyExists, _already_exists)
     api.add_exception_handler(IdempotencyKeyReused, _idempotency_conflict)

@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, Request
 
 from streamapp.db import UNAVAILABLE_ERRORS
-from streamapp.errors import DatabaseUnavailable
+from streamapp.errors import ApiStopping, DatabaseUnavailable
 from streamapp.models.schemas import Health
 from streamapp.web.api.deps import DatabaseDep
 from streamapp.web.api.errors import ERROR_BODY
@@ -26,7 +26,10 @@ async def healthz() -> Health:
 @router.get("/readyz", response_model=Health, responses={503: ERROR_BODY})
 async def readyz(request: Request, db: DatabaseDep) -> Health:
     """Answer 200 when PostgreSQL answers, else 503. Kafka is reported, not required:
-    applications are accepted into the outbox while the broker is down."""
+    applications are accepted into the outbox while the broker is down. A stopping API
+    answers 503 while it finishes its work, so that no new work is sent to it."""
+    if request.app.state.draining:
+        raise ApiStopping()
     try:
         await asyncio.wait_for(db.fetch_val("SELECT 1"), READY_TIMEOUT_SECONDS)
     except UNAVAILABLE_ERRORS as exc:

@@ -1,0 +1,63 @@
+"""Serving the API with uvicorn, and stopping it without dropping what was accepted.
+
+On SIGTERM (or Ctrl-C) the API first answers `/readyz` with 503 for `API_DRAIN_SECONDS` while
+it goes on serving, so a load balancer stops sending it requests; then uvicorn stops taking
+connections and lets the requests in flight finish (at most `API_SHUTDOWN_TIMEOUT`); then the
+lifespan flushes the outbox's queue. An event not sent by then stays in the outbox, and the
+relay of any API process (this one, restarted) sends it. A second signal skips the wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from streamapp.config import Settings
+from streamapp.web.api.app import create_api
+
+logger = logging.getLogger(__name__)
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, api: FastAPI, drain_seconds: float) -> None:
+        super().__init__(config)
+        self._api = api
+        self._drain_seconds = drain_seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)  # type: ignore[arg-type]
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        stop = super().handle_exit
+        if self._api.state.draining or not self._drain_seconds or self._loop is None:
+            stop(sig, frame)
+            return
+        self._api.state.draining = True
+        logger.info(
+            "stopping: /readyz answers 503 for %gs, then requests in flight finish",
+            self._drain_seconds,
+        )
+        self._loop.call_soon_threadsafe(
+            self._loop.call_later, self._drain_seconds, stop, sig, frame
+        )
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Run the API until a signal stops it (see the module's doc)."""
+    api = create_api(settings)
+    config = uvicorn.Config(
+        api,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        log_config=None,  # keep the logging configured by the command
+        proxy_headers=True,
+        timeout_graceful_shutdown=settings.api_shutdown_timeout,
+    )
+    DrainingServer(config, api, settings.api_drain_seconds).run()
