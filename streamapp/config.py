@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     host_consumer: str | None = None
     topic_partitions: Count = 8
     topic_replication_factor: Count = 1
+    topic_min_insync_replicas: Count | None = None
     worker_batch_size: Count = 1000
     worker_batch_wait: Duration = 0.005
     worker_rebalance_timeout: Duration = 60.0
@@ -122,6 +123,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"{origin!r} is not an origin such as https://example.com")
         return value
 
+    @field_validator("topic_min_insync_replicas")
+    @classmethod
+    def _check_min_insync(cls, value: int | None, info: ValidationInfo) -> int | None:
+        replication = info.data.get("topic_replication_factor")
+        if value is not None and replication is not None and value > replication:
+            raise ValueError(f"must not be larger than TOPIC_REPLICATION_FACTOR ({replication})")
+        return value
+
     @field_validator("db_pool_min_size")
     @classmethod
     def _check_pool_sizes(cls, value: int, info: ValidationInfo) -> int:
@@ -163,6 +172,13 @@ class Settings(BaseSettings):
         return self.sqlalchemy_url.set(drivername="postgresql").render_as_string(
             hide_password=False
         )
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """Replicas that must have a record before it is acknowledged: all but one."""
+        if self.topic_min_insync_replicas is not None:
+            return self.topic_min_insync_replicas
+        return max(1, self.topic_replication_factor - 1)
 
     @property
     def api_key_list(self) -> tuple[str, ...]:

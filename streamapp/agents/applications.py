@@ -17,9 +17,9 @@ from streamapp.retry import Backoff, RetryStopped, retry
 from streamapp.services import applications as applications_service
 from streamapp.services.applications import ProcessedBatch
 from streamapp.stream.app import app, dead_letters, new_applications
-from streamapp.stream.consumer import Consumer
 from streamapp.stream.tables import applications_per_user
 from streamapp.stream.topics import user_key
+from streamapp.stream.transport import Consumer
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +62,12 @@ async def process_applications(stream: Any) -> AsyncIterator[int]:
 @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
 async def fetch_skipped_records_again() -> None:
     """Read again the partitions whose commits are stuck behind skipped records."""
-    if not app.producer_only:
+    if app.producer_only:
+        return
+    try:
         await _consumer().fetch_gaps_again()
+    except Exception:  # a failed check is tried again in a second; it must not stop a worker
+        logger.exception("checking for partitions stuck behind skipped records failed")
 
 
 async def _apply(events: Sequence[Any], max_backoff: float) -> int:

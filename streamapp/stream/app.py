@@ -15,8 +15,8 @@ from streamapp.config import get_settings, get_settings_or_exit
 from streamapp.db import connect, create_database
 from streamapp.logs import configure_logging
 from streamapp.retry import Backoff, retry
-from streamapp.stream.consumer import Transport
 from streamapp.stream.topics import DEAD_LETTERS, NEW_APPLICATIONS, ensure_topics, topic_specs
+from streamapp.stream.transport import Transport
 
 APP_ID = "streamapp"
 BROKER_UNAVAILABLE_ERRORS = (KafkaError, OSError, TimeoutError)

@@ -31,14 +31,15 @@ class TopicSpec:
     partitions: int
     replication_factor: int = 1
     required: bool = True
+    min_insync_replicas: int = 1
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Return the topics the service needs, sized by the settings."""
-    replication = settings.topic_replication_factor
+    replication, in_sync = settings.topic_replication_factor, settings.min_insync_replicas
     return [
-        TopicSpec(NEW_APPLICATIONS, settings.topic_partitions, replication, required=True),
-        TopicSpec(DEAD_LETTERS, 1, replication, required=False),
+        TopicSpec(NEW_APPLICATIONS, settings.topic_partitions, replication, True, in_sync),
+        TopicSpec(DEAD_LETTERS, 1, replication, False, in_sync),
     ]
 
 
@@ -69,7 +70,10 @@ async def _ensure(admin: AIOKafkaAdminClient, spec: TopicSpec) -> int:
         message = "topic %r does not exist; creating it with %d partitions"
         logger.log(level, message, spec.name, spec.partitions)
         topic = NewTopic(
-            spec.name, num_partitions=spec.partitions, replication_factor=spec.replication_factor
+            spec.name,
+            num_partitions=spec.partitions,
+            replication_factor=spec.replication_factor,
+            topic_configs={"min.insync.replicas": str(spec.min_insync_replicas)},
         )
         with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
             await admin.create_topics([topic])

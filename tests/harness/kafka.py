@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -60,16 +61,29 @@ def kafka_classpath() -> Path:
 
 
 class ApacheKafka:
-    """One KRaft broker on free loopback ports, its storage in a temporary directory."""
+    """One KRaft node (broker and controller) on free loopback ports, its storage in a
+    temporary directory: a cluster of its own, or one node of a `KafkaCluster`."""
 
-    def __init__(self, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        node_id: int = 1,
+        voters: dict[int, int] | None = None,
+        cluster_id: str | None = None,
+        heap: str = "768m",
+    ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
-        self.controller_port = free_port()
-        self.workdir = Path(tempfile.mkdtemp(prefix="streamapp-kafka-"))
-        self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        self._server = LoggedProcess("Apache Kafka", self.workdir / "broker.log")
+        self.node_id = node_id
+        self.controller_port = voters[node_id] if voters else free_port()
+        self.voters = voters  # node id -> controller port, for every node of a cluster
+        self.heap = heap
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"streamapp-kafka-{node_id}-"))
+        self.cluster_id = cluster_id or new_cluster_id()
+        self._server = LoggedProcess(f"Apache Kafka {node_id}", self.workdir / "broker.log")
         self._formatted = False
+        self._log_start = 0
 
     @property
     def bootstrap_servers(self) -> str:
@@ -79,22 +93,35 @@ class ApacheKafka:
     def log_path(self) -> Path:
         return self._server.log_path
 
+    @property
+    def running(self) -> bool:
+        process = self._server.process
+        return process is not None and process.poll() is None
+
     def start(self, timeout: float = 60.0) -> None:
         """Start the broker (formatting its storage the first time); wait until it listens."""
+        self.launch()
+        self.wait_started(timeout)
+
+    def launch(self) -> None:
+        """Start the JVM without waiting: a cluster's nodes must start together."""
         classpath = f"{kafka_classpath()}/*"
         properties = self.workdir / "server.properties"
         if not self._formatted:
             properties.write_text(self._properties())
-            storage_tool = ["kafka.tools.StorageTool", "format", "--standalone"]
+            storage_tool = ["kafka.tools.StorageTool", "format"]
+            storage_tool += [] if self.voters else ["--standalone"]
             self._java(classpath, *storage_tool, "-t", self.cluster_id, "-c", str(properties))
             self._formatted = True
-        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         # A small, fast-starting JVM: the test broker holds little data.
-        jvm = ["-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
-        jvm += [f"-Dlog4j2.configurationFile={LOG_CONFIG}", "-cp", classpath]
-        self._server.launch(["java", *jvm, "kafka.Kafka", str(properties)])
-        self._server.wait_until(lambda: self._started_since(log_start), timeout)
-        logger.info("Apache Kafka ready on %s", self.bootstrap_servers)
+        jvm = [f"-Xms{min(256, int(self.heap[:-1]))}m", f"-Xmx{self.heap}", "-XX:+UseSerialGC"]
+        jvm += ["-XX:TieredStopAtLevel=1", f"-Dlog4j2.configurationFile={LOG_CONFIG}"]
+        self._server.launch(["java", *jvm, "-cp", classpath, "kafka.Kafka", str(properties)])
+
+    def wait_started(self, timeout: float = 60.0) -> None:
+        self._server.wait_until(lambda: self._started_since(self._log_start), timeout)
+        logger.info("Apache Kafka %d ready on %s", self.node_id, self.bootstrap_servers)
 
     def _started_since(self, log_start: int) -> bool:
         with open(self.log_path, "rb") as log:
@@ -105,6 +132,10 @@ class ApacheKafka:
     def stop(self) -> None:
         """Stop the broker; its data stays for a restart."""
         self._server.stop(timeout=30)
+
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crash would; its data stays for a restart."""
+        self._server.stop(signal.SIGKILL)
 
     def remove(self) -> None:
         self.stop()
@@ -119,10 +150,17 @@ class ApacheKafka:
 
     def _properties(self) -> str:
         host, port, controller = self.host, self.port, self.controller_port
+        replicas = len(self.voters) if self.voters else 1
+        in_sync = max(1, replicas - 1)
+        if self.voters:
+            quorum = ",".join(f"{node}@{host}:{p}" for node, p in sorted(self.voters.items()))
+            controllers = {"controller.quorum.voters": quorum}
+        else:
+            controllers = {"controller.quorum.bootstrap.servers": f"{host}:{controller}"}
         settings = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"{host}:{controller}",
+            "node.id": str(self.node_id),
+            **controllers,
             "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
             "advertised.listeners": f"PLAINTEXT://{host}:{port}",
             "controller.listener.names": "CONTROLLER",
@@ -132,14 +170,51 @@ class ApacheKafka:
             # Like a production cluster: topics are created on purpose, never by a typo.
             "auto.create.topics.enable": "false",
             "num.partitions": "1",
-            "offsets.topic.replication.factor": "1",
+            "default.replication.factor": str(replicas),
+            "min.insync.replicas": str(in_sync),
+            "offsets.topic.replication.factor": str(replicas),
             "offsets.topic.num.partitions": "4",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "transaction.state.log.replication.factor": str(replicas),
+            "transaction.state.log.min.isr": str(in_sync),
+            "share.coordinator.state.topic.replication.factor": str(replicas),
+            "share.coordinator.state.topic.min.isr": str(in_sync),
             # The first consumer-group join is not held back waiting for more members.
             "group.initial.rebalance.delay.ms": "0",
             "log.flush.interval.messages": "1000000",
         }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+class KafkaCluster:
+    """Three KRaft nodes (each broker and controller) from the same jars, small heaps."""
+
+    def __init__(self, size: int = 3, heap: str = "384m") -> None:
+        voters = {node: free_port() for node in range(1, size + 1)}
+        cluster_id = new_cluster_id()
+        self.nodes = [
+            ApacheKafka(node_id=node, voters=voters, cluster_id=cluster_id, heap=heap)
+            for node in voters
+        ]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(node.bootstrap_servers for node in self.nodes)
+
+    def node(self, node_id: int) -> ApacheKafka:
+        return next(node for node in self.nodes if node.node_id == node_id)
+
+    def start(self, timeout: float = 120.0) -> None:
+        for node in self.nodes:
+            node.launch()
+        for node in self.nodes:
+            node.wait_started(timeout)
+
+    def remove(self) -> None:
+        """Kill every node (a clean stop waits on a quorum that is leaving) and drop its data."""
+        for node in self.nodes:
+            node.kill()
+            shutil.rmtree(node.workdir, ignore_errors=True)
