@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PYTHON ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3) python3.13 python3.11 python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench soak clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,11 @@ test: install
 # wrk, Java and Maven): bench/results.json and the table in bench/README.md.
 bench: install
 	$(BIN)/python -m bench.run $(ARGS)
+
+# Two minutes at half the maximum POST rate with two workers (about 3 minutes in all):
+# bench/soak.json; fails on any error, RSS growth over 10%, or anything left unprocessed.
+soak: install
+	$(BIN)/python -m bench.soak $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

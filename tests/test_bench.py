@@ -56,3 +56,24 @@ def test_write_path_benchmark_runs(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1.00x" in result.stdout
+
+
+@needs_wrk
+@pytest.mark.timeout(300)
+def test_soak_smoke_run_checks_everything(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "KAFKA_"))}
+    output = tmp_path / "soak.json"
+    command = [sys.executable, "-m", "bench.soak", "--seconds", "8", "--warmup", "2"]
+    command += ["--measure-seconds", "2", "--output", str(output)]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
+
+    soak = json.loads(output.read_text())
+    assert result.returncode == (0 if soak["passed"] else 1), result.stderr[-3000:]
+    assert set(soak["checks"]) == {
+        "no errors",
+        "RSS growth under 10% after warm-up",
+        "outbox backlog 0 and all processed",
+    }
+    assert soak["load"]["requests_per_second"] > 0
+    assert soak["end"]["stored"] > 0
+    assert all(len(samples) >= 2 for samples in soak["rss_mib"].values())
