@@ -167,7 +167,10 @@ def _run_dlq(args: argparse.Namespace, settings: Settings, _: Sequence[str]) -> 
         out.write(f"{letter.where} from {letter.source}: {letter.reason} (value {value})\n")
     out.write(f"{len(letters)} dead letters\n")
     if args.replay:
-        outcome = asyncio.run(dead_letters.replay(letters, servers, settings.asyncpg_dsn))
+        replay = dead_letters.replay(
+            letters, servers, settings.asyncpg_dsn, idempotent=settings.producer_idempotence
+        )
+        outcome = asyncio.run(replay)
         out.write(", ".join(f"{what}: {n}" for what, n in sorted(outcome.items())) + "\n")
 
 

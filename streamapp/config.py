@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     topic_partitions: Count = 8
     topic_replication_factor: Count = 1
     topic_min_insync_replicas: Count | None = None
+    producer_idempotence: bool = True
     worker_batch_size: Count = 1000
     worker_batch_wait: Duration = 0.005
     worker_rebalance_timeout: Duration = 60.0

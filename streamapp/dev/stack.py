@@ -40,6 +40,7 @@ DEV_SETTINGS = {
     "OUTBOX_MAX_BACKOFF": "5",
     "REDELIVER_AFTER": "20",
     "API_DRAIN_SECONDS": "0",  # one API and no load balancer: nothing to drain for
+    "PRODUCER_IDEMPOTENCE": "false",  # the embedded broker (tansu) has no producer ids
 }
 READY_TIMEOUT = 120.0
 # The API stops first (no new work), then the workers together, then the broker.

@@ -95,7 +95,11 @@ class Replayable:
 
 
 async def replay(
-    letters: Iterable[DeadLetter], bootstrap_servers: str, database_dsn: str
+    letters: Iterable[DeadLetter],
+    bootstrap_servers: str,
+    database_dsn: str,
+    *,
+    idempotent: bool = True,
 ) -> Counter[str]:
     """Send again, to `new_applications`, the dead letters that now decode and name an
     application still waiting to be processed; return how many went which way."""
@@ -116,7 +120,7 @@ async def replay(
         else:
             outcome["no such application" if status is None else "already processed"] += 1
     if due:
-        await _send(bootstrap_servers, due)
+        await _send(bootstrap_servers, due, idempotent)
     outcome["replayed"] = len(due)
     return outcome
 
@@ -143,9 +147,9 @@ async def _statuses(database_dsn: str, ids: list[int]) -> dict[int, str]:
     return {row["id"]: row["status"] for row in rows}
 
 
-async def _send(bootstrap_servers: str, due: list[Replayable]) -> None:
+async def _send(bootstrap_servers: str, due: list[Replayable], idempotent: bool) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True
+        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=idempotent
     )
     await producer.start()
     try:

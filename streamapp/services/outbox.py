@@ -206,8 +206,9 @@ class Outbox:
                 ", ..." if len(ids) > LOGGED_IDS else ""
             )
             logger.error(
-                "%d applications were still new %.0fs after their event was published; "
-                "sending them again (a lost record: a bug). Ids: %s",
+                "%d applications were still new %.0fs after their event was published: "
+                "no worker ran meanwhile, the backlog is older than that, or a worker lost "
+                "them (a bug); sending them again. Ids: %s",
                 len(ids),
                 self._redeliver_after,
                 shown,

@@ -39,6 +39,8 @@ from faust.types import TP, Message
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
+from streamapp.config import get_settings
+
 logger = logging.getLogger(__name__)
 
 # How long a partition's commits may stay stuck before it is read again: far longer than a
@@ -147,7 +149,9 @@ class Consumer(driver.Consumer):
 
 class Producer(driver.Producer):
     def _settings_extra(self) -> Mapping[str, Any]:
-        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+        # PRODUCER_IDEMPOTENCE=false for brokers without it (the embedded dev broker).
+        idempotent = get_settings().producer_idempotence
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": idempotent}
 
 
 class Transport(driver.Transport):

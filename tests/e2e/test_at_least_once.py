@@ -21,7 +21,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streamapp import migrate
 from streamapp.stream.topics import partition_of
-from tests.harness.effects import TOPIC, json_value, read_topic, steady_posts, wait_processed
+from tests.harness.effects import (
+    TOPIC,
+    event_id,
+    json_value,
+    read_topic,
+    steady_posts,
+    wait_processed,
+)
 from tests.harness.kafka import ApacheKafka
 from tests.harness.postgres import PostgresServer
 from tests.harness.processes import Api, Worker, child_env, http_json, wait_for
@@ -173,9 +180,7 @@ async def offsets(setup: Isolated, rows: list[asyncpg.Record]) -> str:
     finally:
         await admin.close()
     wanted = {r["id"] for r in rows}
-    found = await read_topic(
-        servers, TOPIC, lambda r: (json_value(r) or {}).get("id") in wanted, count=len(wanted)
-    )
+    found = await read_topic(servers, TOPIC, lambda r: event_id(r) in wanted, count=len(wanted))
     places = [f"id {json_value(r)['id']} at {r.partition}@{r.offset}" for r in found]
     marks = {tp.partition: meta.offset for tp, meta in committed.items() if tp.topic == TOPIC}
     return f"on the topic: {', '.join(places)}; committed: {marks}"

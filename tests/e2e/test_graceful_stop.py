@@ -10,7 +10,7 @@ import time
 import asyncpg
 import httpx
 
-from tests.harness.effects import TOPIC, json_value, read_topic
+from tests.harness.effects import TOPIC, event_id, json_value, read_topic
 from tests.harness.processes import Api, child_env
 
 DRAIN_SECONDS = 2.0
@@ -81,7 +81,7 @@ async def test_sigterm_under_load_drains_first_and_loses_nothing(
         found = await read_topic(
             bootstrap_servers,
             TOPIC,
-            lambda record: (json_value(record) or {}).get("id") in wanted,
+            lambda record: event_id(record) in wanted,
             timeout=60,
             count=len(wanted),
         )

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 
 from tests.harness.effects import (
     TOPIC,
-    json_value,
+    event_id,
     processed_at,
     read_topic,
     user_count,
@@ -29,9 +29,7 @@ async def test_post_is_published_processed_and_counted(
     ).json()
     application_id = created["id"]
 
-    records = await read_topic(
-        bootstrap_servers, TOPIC, lambda r: (json_value(r) or {}).get("id") == application_id
-    )
+    records = await read_topic(bootstrap_servers, TOPIC, lambda r: event_id(r) == application_id)
     assert len(records) >= 1
     event = json.loads(records[0].value)
     assert records[0].key == user_name.encode()
@@ -69,9 +67,7 @@ async def test_redelivered_records_change_nothing(
     await wait_processed(pg, ids)
     wait_for(lambda: user_count(worker, user_name) == 2, timeout=20)
     first_times = await processed_at(pg, ids)
-    originals = await read_topic(
-        bootstrap_servers, TOPIC, lambda r: (json_value(r) or {}).get("id") in ids
-    )
+    originals = await read_topic(bootstrap_servers, TOPIC, lambda r: event_id(r) in ids)
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
     await producer.start()

@@ -51,7 +51,7 @@ async def test_event_lost_after_publishing_is_redelivered_and_reported_as_an_err
         await wait_processed(pg, [application["id"]], timeout=60)
 
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert any("a lost record" in m and str(application["id"]) in m for m in errors), errors
+    assert any("a worker lost" in m and str(application["id"]) in m for m in errors), errors
     assert (
         await pg.fetchval(
             "SELECT redeliveries FROM outbox WHERE application_id = $1", application["id"]

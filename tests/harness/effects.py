@@ -104,6 +104,13 @@ async def read_topic(
     return found
 
 
+def event_id(record: Any) -> int | None:
+    """The application id of a record on the topic; None for records that are not events
+    (the bad-record tests put any bytes there)."""
+    value = json_value(record)
+    return value.get("id") if isinstance(value, dict) else None
+
+
 def json_value(record: Any) -> Any:
     try:
         return json.loads(record.value)
