@@ -24,10 +24,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "dev":
         # The dev stack provides the database and broker settings to its children.
-        configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+        as_json = os.environ.get("LOG_FORMAT", "").strip().lower() == "json"
+        configure_logging(os.environ.get("LOG_LEVEL", "INFO"), "json" if as_json else "text")
         raise SystemExit(args.run(args))
     settings = get_settings_or_exit()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     args.run(args, settings, rest)
 
 

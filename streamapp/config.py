@@ -18,6 +18,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
+from streamapp.logs import LogFormat
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 Duration = Annotated[float, Field(gt=0)]
 NonNegativeDuration = Annotated[float, Field(ge=0)]
@@ -84,14 +86,18 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = None
     cors_origins: str | None = None
     log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
 
     @model_validator(mode="before")
     @classmethod
-    def _normalise_log_level(cls, data: object) -> object:
+    def _normalise_log_settings(cls, data: object) -> object:
         if isinstance(data, dict):
             for key in ("log_level", "LOG_LEVEL"):
                 if isinstance(data.get(key), str):
                     data[key] = data[key].strip().upper()
+            for key in ("log_format", "LOG_FORMAT"):
+                if isinstance(data.get(key), str):
+                    data[key] = data[key].strip().lower()
         return data
 
     @field_validator("database_url")

@@ -48,7 +48,7 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(empty_database: st
         assert await tables(connection) == set()
         await run_migration(empty_database, "head")
         assert await tables(connection) == {"applications", "users", "outbox", "totals"}
-        assert await connection.fetchval("SELECT version_num FROM alembic_version") == "0005"
+        assert await connection.fetchval("SELECT version_num FROM alembic_version") == "0006"
     finally:
         await connection.close()
 
@@ -62,6 +62,7 @@ async def test_each_revision_downgrades_to_the_previous_schema(empty_database: s
             ("0002", {"applications", "users"}),
             ("0003", all_three),
             ("0004", all_three),
+            ("0005", {*all_three, "totals"}),
         ]:
             await run_migration(empty_database, revision)
             before = await columns(connection)
@@ -218,5 +219,20 @@ async def test_counters_are_backfilled_and_kept(empty_database: str) -> None:
         await run_migration(empty_database, "0004", down=True)
         assert "totals" not in await tables(connection)
         await connection.execute("INSERT INTO users (user_name) VALUES ('dee')")  # no trigger
+    finally:
+        await connection.close()
+
+
+async def test_outbox_request_ids_come_and_go_with_0006(empty_database: str) -> None:
+    await run_migration(empty_database, "0006")
+    connection = await asyncpg.connect(empty_database)
+    try:
+        await connection.execute(
+            "INSERT INTO outbox (topic, key, payload, request_id) VALUES ('t', 'k', '{}', 'r-1')"
+        )
+        await run_migration(empty_database, "0005", down=True)
+        assert await connection.fetchval("SELECT count(*) FROM outbox") == 1  # rows kept
+        await run_migration(empty_database, "0006")
+        assert await connection.fetchval("SELECT request_id FROM outbox") is None
     finally:
         await connection.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any, cast
 
 from databases import Database
@@ -16,6 +16,7 @@ from streamapp.models.records import ApplicationCreated, InvalidRecord, decode_a
 from streamapp.retry import Backoff, RetryStopped, retry
 from streamapp.services import applications as applications_service
 from streamapp.services.applications import ProcessedBatch
+from streamapp.services.outbox import REQUEST_ID_HEADER
 from streamapp.stream.app import app, dead_letters, new_applications
 from streamapp.stream.tables import applications_per_user
 from streamapp.stream.topics import user_key
@@ -90,8 +91,36 @@ async def _apply(events: Sequence[Any], max_backoff: float) -> int:
         for event, record in decoded:
             if record.id in batch.unknown:
                 stored.append(await _dead_letter(event, f"no application with id {record.id}"))
+        if logger.isEnabledFor(logging.DEBUG):
+            _log_each(decoded, batch)
     await asyncio.gather(*stored)
     return moved
+
+
+def _log_each(decoded: Sequence[tuple[Any, ApplicationCreated]], batch: ProcessedBatch) -> None:
+    """One line per application, with the request id of the POST that filed it (DEBUG only:
+    at a backlog's pace this would cost more than the batch)."""
+    for event, record in decoded:
+        if record.id in batch.unknown:
+            continue
+        state = "processed" if record.id in batch.moved else "already processed"
+        rid = request_id_of(event.message.headers)
+        logger.debug(
+            "application %d of %r: %s",
+            record.id,
+            record.user_name,
+            state,
+            extra={"request_id": rid},
+        )
+
+
+def request_id_of(headers: Any) -> str | None:
+    """The x-request-id header of a record (Faust gives headers as pairs or as a mapping)."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for name, value in pairs:
+        if name == REQUEST_ID_HEADER and isinstance(value, bytes):
+            return value.decode("utf-8", errors="replace")
+    return None
 
 
 async def _until_database_answers(
@@ -129,10 +158,6 @@ async def process_batch(records: Sequence[ApplicationCreated]) -> ProcessedBatch
         key = user_key(user_name)
         if applications_per_user[key] != count.processed:
             applications_per_user[key] = count.processed
-    if logger.isEnabledFor(logging.DEBUG):
-        for record in records:
-            state = "processed" if record.id in batch.moved else "already processed"
-            logger.debug("application %d of %r: %s", record.id, record.user_name, state)
     moved, unknown = len(batch.moved), len(batch.unknown)
     already = len(records) - moved - sum(1 for record in records if record.id in batch.unknown)
     RECORDS_PROCESSED.inc(moved)

@@ -20,6 +20,7 @@ DESCRIPTION_MAX = 255
 EMAIL_MAX = 254
 PHONE_MAX = 32
 IDEMPOTENCY_KEY_MAX = 255
+REQUEST_ID_MAX = 128
 STATUS_NEW = "new"
 STATUS_PROCESSED = "processed"
 
@@ -93,6 +94,8 @@ outbox = sa.Table(
     # application was still not processed long after publishing.
     sa.Column("application_id", sa.Integer, nullable=True),
     sa.Column("redeliveries", sa.Integer, nullable=False, server_default="0"),
+    # The request id of the POST that queued it, sent as the record's x-request-id header.
+    sa.Column("request_id", sa.String(REQUEST_ID_MAX), nullable=True),
     # The relay scans only what is still unpublished, so that index stays small.
     sa.Index("ix_outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),
     sa.Index(None, "application_id"),

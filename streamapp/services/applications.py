@@ -48,12 +48,13 @@ WITH existing_user AS (
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, user_id, $1::text AS user_name, description, status, created_at, processed_at
 ), queued AS (
-    INSERT INTO outbox (topic, key, application_id, payload)
-    SELECT $5, user_name, id, {EVENT_JSON}
+    INSERT INTO outbox (topic, key, application_id, payload, request_id)
+    SELECT $5, user_name, id, {EVENT_JSON}, $6
     FROM inserted
-    RETURNING id, topic, key, payload::text AS payload
+    RETURNING id, topic, key, payload::text AS payload, request_id
 )
-SELECT inserted.*, queued.id AS outbox_id, queued.topic, queued.key, queued.payload
+SELECT inserted.*, queued.id AS outbox_id, queued.topic, queued.key, queued.payload,
+       queued.request_id
 FROM inserted, queued
 """
 
@@ -171,6 +172,7 @@ async def create(
     application_in: ApplicationCreate,
     topic: str,
     idempotency_key: str | None = None,
+    request_id: str | None = None,
 ) -> Created | Replayed:
     """Store an application and its outbox event; replay the first result for a reused key."""
     fingerprint = request_hash(application_in) if idempotency_key else None
@@ -183,11 +185,16 @@ async def create(
                 idempotency_key,
                 fingerprint,
                 topic,
+                request_id,
             )
             if row is not None:
                 application = {column: row[column] for column in _APPLICATION_COLUMNS}
                 event = OutboxEvent(
-                    row["outbox_id"], row["topic"], row["key"], row["payload"].encode()
+                    row["outbox_id"],
+                    row["topic"],
+                    row["key"],
+                    row["payload"].encode(),
+                    row["request_id"],
                 )
                 return Created(application, event)
             if idempotency_key is not None:

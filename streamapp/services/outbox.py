@@ -32,18 +32,28 @@ class OutboxEvent:
     topic: str
     key: str | None
     payload: bytes
+    request_id: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> OutboxEvent:
-        """Build it from a row with id, topic, key and payload (JSON as text)."""
-        return cls(row["id"], row["topic"], row["key"], row["payload"].encode())
+        """Build it from a row with id, topic, key, payload (JSON as text) and request_id."""
+        return cls(row["id"], row["topic"], row["key"], row["payload"].encode(), row["request_id"])
+
+    @property
+    def headers(self) -> list[tuple[str, bytes]]:
+        """The record's headers: the request id, when the event has one."""
+        return [(REQUEST_ID_HEADER, self.request_id.encode())] if self.request_id else []
 
 
-# send(topic, key, value) -> awaitable that completes when the broker acknowledges the record.
-SendFunction = Callable[[str, bytes | None, bytes], Awaitable[Awaitable[object]]]
+REQUEST_ID_HEADER = "x-request-id"
+# send(topic, key, value, headers) -> awaitable that completes when the broker acknowledges
+# the record.
+SendFunction = Callable[
+    [str, bytes | None, bytes, list[tuple[str, bytes]]], Awaitable[Awaitable[object]]
+]
 
 _CLAIM_SQL = """
-SELECT id, topic, key, payload::text AS payload FROM outbox
+SELECT id, topic, key, payload::text AS payload, request_id FROM outbox
 WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1)
 ORDER BY id LIMIT $2
 FOR UPDATE SKIP LOCKED
@@ -245,7 +255,7 @@ class Outbox:
                 for event in events:
                     key = None if event.key is None else event.key.encode()
                     future = asyncio.ensure_future(
-                        await self._send(event.topic, key, event.payload)
+                        await self._send(event.topic, key, event.payload, event.headers)
                     )
                     future.add_done_callback(_retrieve_error)
                     acknowledgements[future] = event.id

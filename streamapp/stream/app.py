@@ -37,7 +37,7 @@ class StreamApp(faust.App):
         if not self.producer_only:
             # Faust's worker has just set up logging its own way (at its --loglevel, WARN by
             # default under `faust -A`); LOG_LEVEL and the service's format apply from here.
-            configure_logging(settings.log_level)
+            configure_logging(settings.log_level, settings.log_format)
         await retry(
             lambda: ensure_topics(settings.kafka_bootstrap_servers, topic_specs(settings)),
             retry_on=BROKER_UNAVAILABLE_ERRORS,

@@ -52,7 +52,9 @@ class ProducerRunner:
             await self._task
         self._task = None
 
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[object]:
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> Awaitable[object]:
         """Send one serialized record; the returned future resolves on the broker's ack.
 
         The record is bytes already, so it goes straight to the Faust app's producer rather
@@ -61,7 +63,7 @@ class ProducerRunner:
         if not self.ready:
             raise BrokerUnavailable("the Kafka producer is not connected yet")
         return await faust_app.producer.send(
-            topic, key, value, partition=None, timestamp=None, headers=None
+            topic, key, value, partition=None, timestamp=None, headers=headers or None
         )
 
     async def _run(self) -> None:

@@ -18,7 +18,7 @@ from streamapp.db import connect, create_database
 from streamapp.services.outbox import Outbox
 from streamapp.web.api.deps import key_digests
 from streamapp.web.api.errors import install_error_handlers
-from streamapp.web.api.middleware import BodySizeLimit, RequestMetrics
+from streamapp.web.api.middleware import BodySizeLimit, RequestId, RequestMetrics
 from streamapp.web.api.routes import routers
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Location", "Idempotent-Replayed", "Retry-After"],
             max_age=600,
         )
+    api.add_middleware(RequestId)  # outermost: every answer and log line has its id
     return api
 
 

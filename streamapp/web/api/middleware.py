@@ -1,15 +1,51 @@
-"""ASGI middleware: a hard cap on request body size (413 before any parsing), request metrics."""
+"""ASGI middleware: request ids, a hard cap on request body size (413 before any parsing),
+request metrics."""
 
 from __future__ import annotations
 
 import functools
+import re
 import time
+import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from streamapp.logs import current_request_id
 from streamapp.metrics import REQUEST_SECONDS
+from streamapp.models.tables import REQUEST_ID_MAX
 from streamapp.web.api.errors import BODY_TOO_LARGE, error_response
+
+# What a client's X-Request-ID may be; anything else is replaced by a generated id.
+_CLIENT_REQUEST_ID = re.compile(rf"[A-Za-z0-9._:/+=@-]{{1,{REQUEST_ID_MAX}}}")
+
+
+class RequestId:
+    """Give each request an id: the client's `X-Request-ID` if it is a sane one, else a new
+    one. It is returned in the answer, set for the request's log lines, and stored with the
+    application's event, which carries it to the worker in the Kafka record's headers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _CLIENT_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        token = current_request_id.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            current_request_id.reset(token)
 
 
 class BodySizeLimit:

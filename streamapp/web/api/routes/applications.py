@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
+from streamapp.logs import current_request_id
 from streamapp.metrics import APPLICATIONS_CREATED
 from streamapp.models.schemas import (
     ApplicationCreate,
@@ -52,6 +53,7 @@ async def create_application(
         application_in=application_in,
         topic=NEW_APPLICATIONS,
         idempotency_key=idempotency_key,
+        request_id=current_request_id.get(),
     )
     application = ApplicationPublic.model_validate(result.application)
     headers = {"Location": f"/applications/{application.id}"}
