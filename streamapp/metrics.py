@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+# Seconds, from a few milliseconds (a record processed at once) to minutes (a backlog).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 APPLICATIONS_CREATED = Counter(
     "streamapp_applications_created_total", "Applications stored by this API process"
@@ -20,6 +23,19 @@ EVENTS_REDELIVERED = Counter(
 EVENT_SEND_FAILURES = Counter(
     "streamapp_event_send_failures_total", "Sends that failed or timed out (retried by the relay)"
 )
+OUTBOX_BACKLOG = Gauge(
+    "streamapp_outbox_backlog", "Outbox events not yet acknowledged by the broker (at scrape)"
+)
+OUTBOX_OLDEST_SECONDS = Gauge(
+    "streamapp_outbox_oldest_unpublished_seconds",
+    "Age of the oldest outbox event not yet acknowledged (0 when there is none; at scrape)",
+)
+PUBLISH_SECONDS = Histogram(
+    "streamapp_publish_seconds",
+    "From an application's commit to the broker's acknowledgement of its event",
+    ["path"],
+    buckets=LATENCY_BUCKETS,
+)
 REQUEST_SECONDS = Histogram(
     "streamapp_http_request_duration_seconds",
     "HTTP request latency",
@@ -32,7 +48,23 @@ RECORDS_ALREADY_PROCESSED = Counter(
     "streamapp_records_already_processed_total", "Redelivered records that changed nothing"
 )
 RECORDS_DEAD_LETTERED = Counter(
-    "streamapp_records_dead_lettered_total", "Undecodable records sent to the dead-letter topic"
+    "streamapp_records_dead_lettered_total",
+    "Records sent to the dead-letter topic (undecodable, or naming no application)",
+)
+BATCH_SECONDS = Histogram(
+    "streamapp_batch_duration_seconds",
+    "One batch of the worker: decoding, the UPDATE, table writes and dead letters",
+    buckets=LATENCY_BUCKETS,
+)
+END_TO_END_SECONDS = Histogram(
+    "streamapp_end_to_end_seconds",
+    "From an application's created_at to its processing by this worker",
+    buckets=LATENCY_BUCKETS,
+)
+CONSUMER_LAG = Gauge(
+    "streamapp_consumer_lag",
+    "Records of a new_applications partition this worker owns and has not read (at scrape)",
+    ["partition"],
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any, cast
 
@@ -11,7 +12,13 @@ from databases import Database
 
 from streamapp.config import get_settings
 from streamapp.db import UNAVAILABLE_ERRORS
-from streamapp.metrics import RECORDS_ALREADY_PROCESSED, RECORDS_DEAD_LETTERED, RECORDS_PROCESSED
+from streamapp.metrics import (
+    BATCH_SECONDS,
+    END_TO_END_SECONDS,
+    RECORDS_ALREADY_PROCESSED,
+    RECORDS_DEAD_LETTERED,
+    RECORDS_PROCESSED,
+)
 from streamapp.models.records import ApplicationCreated, InvalidRecord, decode_application
 from streamapp.retry import Backoff, RetryStopped, retry
 from streamapp.services import applications as applications_service
@@ -40,6 +47,7 @@ async def process_applications(stream: Any) -> AsyncIterator[int]:
     # delivered to be acked, while the next record only comes after it.
     size, wait = settings.worker_batch_size, settings.worker_batch_wait
     async for events in manual.noack_take(size, within=wait):
+        started = time.perf_counter()
         try:
             moved = await _apply(events, settings.outbox_max_backoff)
         except RetryStopped:
@@ -54,6 +62,7 @@ async def process_applications(stream: Any) -> AsyncIterator[int]:
             for event in events:
                 await manual.ack(event)
             continue
+        BATCH_SECONDS.observe(time.perf_counter() - started)
         _consumer().done(event.message for event in events)
         for event in events:
             await manual.ack(event)
@@ -161,6 +170,7 @@ async def process_batch(records: Sequence[ApplicationCreated]) -> ProcessedBatch
     moved, unknown = len(batch.moved), len(batch.unknown)
     already = len(records) - moved - sum(1 for record in records if record.id in batch.unknown)
     RECORDS_PROCESSED.inc(moved)
+    _observe_end_to_end(records, batch.moved)
     RECORDS_ALREADY_PROCESSED.inc(already)
     logger.info(
         "batch of %d: %d processed, %d already processed, %d unknown",
@@ -170,6 +180,14 @@ async def process_batch(records: Sequence[ApplicationCreated]) -> ProcessedBatch
         unknown,
     )
     return batch
+
+
+def _observe_end_to_end(records: Sequence[ApplicationCreated], moved: Any) -> None:
+    """created_at -> processed, for the applications this batch moved (not redeliveries)."""
+    now = time.time()
+    for record in records:
+        if record.id in moved:
+            END_TO_END_SECONDS.observe(max(0.0, now - record.created_at.timestamp()))
 
 
 async def _dead_letter(event: Any, reason: str) -> Awaitable[Any]:

@@ -51,10 +51,11 @@ WITH existing_user AS (
     INSERT INTO outbox (topic, key, application_id, payload, request_id)
     SELECT $5, user_name, id, {EVENT_JSON}, $6
     FROM inserted
-    RETURNING id, topic, key, payload::text AS payload, request_id
+    RETURNING id, topic, key, payload::text AS payload, request_id,
+              extract(epoch FROM created_at)::float8 AS created
 )
 SELECT inserted.*, queued.id AS outbox_id, queued.topic, queued.key, queued.payload,
-       queued.request_id
+       queued.request_id, queued.created
 FROM inserted, queued
 """
 
@@ -195,6 +196,7 @@ async def create(
                     row["key"],
                     row["payload"].encode(),
                     row["request_id"],
+                    row["created"],
                 )
                 return Created(application, event)
             if idempotency_key is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,14 @@ from typing import Any
 from databases import Database
 
 from streamapp.db import UNAVAILABLE_ERRORS, raw_connection
-from streamapp.metrics import EVENT_SEND_FAILURES, EVENTS_PUBLISHED, EVENTS_REDELIVERED
+from streamapp.metrics import (
+    EVENT_SEND_FAILURES,
+    EVENTS_PUBLISHED,
+    EVENTS_REDELIVERED,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_SECONDS,
+    PUBLISH_SECONDS,
+)
 from streamapp.retry import repeat
 
 logger = logging.getLogger(__name__)
@@ -33,11 +41,20 @@ class OutboxEvent:
     key: str | None
     payload: bytes
     request_id: str | None = None
+    created: float = 0.0  # when the row was committed (epoch seconds): publish latency
 
     @classmethod
     def from_row(cls, row: Any) -> OutboxEvent:
-        """Build it from a row with id, topic, key, payload (JSON as text) and request_id."""
-        return cls(row["id"], row["topic"], row["key"], row["payload"].encode(), row["request_id"])
+        """Build it from a row with id, topic, key, payload (JSON as text), request_id and
+        created (epoch seconds)."""
+        return cls(
+            row["id"],
+            row["topic"],
+            row["key"],
+            row["payload"].encode(),
+            row["request_id"],
+            row["created"],
+        )
 
     @property
     def headers(self) -> list[tuple[str, bytes]]:
@@ -53,10 +70,20 @@ SendFunction = Callable[
 ]
 
 _CLAIM_SQL = """
-SELECT id, topic, key, payload::text AS payload, request_id FROM outbox
+SELECT id, topic, key, payload::text AS payload, request_id,
+       extract(epoch FROM created_at)::float8 AS created
+FROM outbox
 WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1)
 ORDER BY id LIMIT $2
 FOR UPDATE SKIP LOCKED
+"""
+# Both read through the partial index of unpublished rows: as cheap as the backlog is small.
+_BACKLOG_SQL = """
+SELECT count(*) AS size,
+       coalesce(extract(epoch FROM now() - (
+           SELECT created_at FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 1
+       )), 0)::float8 AS oldest
+FROM outbox WHERE published_at IS NULL
 """
 _MARK_PUBLISHED_SQL = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
 _PRUNE_SQL = """
@@ -160,7 +187,7 @@ class Outbox:
             while len(batch) < FAST_PATH_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                published = await self._publish(batch)
+                published = await self._publish(batch, "fast")
                 if published:
                     await self._mark_published(published)
                     EVENTS_PUBLISHED.labels("fast").inc(len(published))
@@ -193,7 +220,7 @@ class Outbox:
             rows = await connection.fetch(_CLAIM_SQL, self._relay_delay, self._relay_batch_size)
             if not rows:
                 return 0, 0
-            published = await self._publish([OutboxEvent.from_row(row) for row in rows])
+            published = await self._publish([OutboxEvent.from_row(r) for r in rows], "relay")
             if published:
                 await connection.execute(_MARK_PUBLISHED_SQL, published)
                 EVENTS_PUBLISHED.labels("relay").inc(len(published))
@@ -242,7 +269,15 @@ class Outbox:
                 if deleted < PRUNE_BATCH:
                     return pruned
 
-    async def _publish(self, events: Sequence[OutboxEvent]) -> list[int]:
+    async def measure_backlog(self) -> tuple[int, float]:
+        """Set and return the backlog gauges: unpublished events, age of the oldest."""
+        async with raw_connection(self._db) as connection:
+            row = await connection.fetchrow(_BACKLOG_SQL)
+        OUTBOX_BACKLOG.set(row["size"])
+        OUTBOX_OLDEST_SECONDS.set(row["oldest"])
+        return row["size"], row["oldest"]
+
+    async def _publish(self, events: Sequence[OutboxEvent], path: str) -> list[int]:
         """Send every event; return the ids of those the broker acknowledged in time.
 
         The sends are queued at once and their acknowledgements awaited together, under one
@@ -265,6 +300,7 @@ class Outbox:
         published = [
             outbox_id for future, outbox_id in acknowledgements.items() if _acknowledged(future)
         ]
+        _observe_publish_latency(events, set(published), path)
         failed = len(events) - len(published)
         if failed:
             EVENT_SEND_FAILURES.inc(failed)
@@ -277,6 +313,14 @@ class Outbox:
     async def _mark_published(self, outbox_ids: Sequence[int]) -> None:
         async with raw_connection(self._db) as connection:
             await connection.execute(_MARK_PUBLISHED_SQL, list(outbox_ids))
+
+
+def _observe_publish_latency(events: Sequence[OutboxEvent], acked: set[int], path: str) -> None:
+    now = time.time()
+    histogram = PUBLISH_SECONDS.labels(path)
+    for event in events:
+        if event.id in acked and event.created:
+            histogram.observe(max(0.0, now - event.created))
 
 
 def _acknowledged(future: asyncio.Future[object]) -> bool:

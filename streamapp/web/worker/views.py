@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from aiokafka.errors import KafkaError
 from faust import web
 from faust.types import TP
 
-from streamapp.metrics import exposition
+from streamapp.metrics import CONSUMER_LAG, exposition
 from streamapp.stream.app import app
 from streamapp.stream.tables import applications_per_user
 from streamapp.stream.topics import NEW_APPLICATIONS, partition_of, user_key
@@ -32,9 +33,7 @@ class Summary(web.View):
 
     async def get(self, request: web.Request) -> web.Response:
         assignment = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment())
-        active = {
-            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == NEW_APPLICATIONS
-        }
+        active = _active_partitions()
         partitions = app.conf.topic_partitions
         owned: dict[str, int] = {
             key.decode(errors="replace"): value
@@ -54,13 +53,21 @@ class Summary(web.View):
         )
 
 
+def _active_partitions() -> set[int]:
+    """The partitions of new_applications this worker processes (not its standbys)."""
+    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == NEW_APPLICATIONS}
+
+
 async def _partition_progress(active: set[int]) -> list[dict[str, int | None]]:
     """Per active partition of new_applications: where the worker reads, and its lag."""
     consumer = app.consumer
     progress = []
     for partition in sorted(active):
         tp = TP(NEW_APPLICATIONS, partition)
-        position = await consumer.position(tp)
+        try:
+            position = await consumer.position(tp)
+        except KafkaError:  # revoked since the assignment was read
+            continue
         highwater = consumer.highwater(tp)
         lag = None if position is None or highwater is None else max(highwater - position, 0)
         progress.append(
@@ -85,6 +92,10 @@ stats.register(app, url_prefix="/stats/")
 
 @app.page("/metrics/")
 async def metrics(web_view: web.View, request: web.Request) -> web.Response:
-    """This worker's Prometheus metrics."""
+    """This worker's Prometheus metrics (consumer lag measured for each scrape)."""
+    CONSUMER_LAG.clear()  # partitions no longer owned drop out
+    for progress in await _partition_progress(_active_partitions()):
+        if progress["lag"] is not None:
+            CONSUMER_LAG.labels(str(progress["partition"])).set(progress["lag"])
     body, content_type = exposition()
     return web_view.bytes(body, content_type=content_type.split(";")[0])
