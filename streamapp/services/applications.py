@@ -25,6 +25,8 @@ from streamapp.models.tables import applications, users
 from streamapp.services.outbox import OutboxEvent
 from streamapp.services.paging import NEWEST, Slice, iso_timestamp, page_sql, slice_of
 
+PROCESSED_CHANNEL = "applications_processed"
+
 # The event's JSON, one key per field of the Kafka record (the columns of `inserted` below).
 EVENT_JSON = "jsonb_build_object({})".format(", ".join(f"'{f}', {f}" for f in EVENT_FIELDS))
 
@@ -69,8 +71,10 @@ WHERE a.idempotency_key = $1
 # One statement per batch: move what is still new, add it to the counters of its users and to
 # the processed total, and return the counters of every user the batch named or moved (moved
 # or not, so a table that missed an update after a crash is set right by a redelivery), with
-# the ids that name no application at all.
-_PROCESS_SQL = """
+# the ids that name no application at all. The ids moved are announced on the
+# `applications_processed` channel (delivered at commit, in chunks within NOTIFY's 8000-byte
+# payload limit) for the API's waiters (`GET /applications/{id}?wait=`).
+_PROCESS_SQL = f"""
 WITH moved AS (
     UPDATE applications SET status = 'processed', processed_at = now()
     WHERE id = ANY($1::integer[]) AND status = 'new'
@@ -85,8 +89,13 @@ WITH moved AS (
 ), total AS (
     UPDATE totals SET value = totals.value + (SELECT count(*) FROM moved)
     WHERE totals.name = 'processed' AND EXISTS (SELECT 1 FROM moved)
+), announced AS (
+    SELECT pg_notify('{PROCESSED_CHANNEL}', string_agg(id::text, ',')) FROM (
+        SELECT id, (row_number() OVER ()) / 500 AS chunk FROM moved
+    ) AS numbered GROUP BY chunk
 )
 SELECT (SELECT array_agg(id) FROM moved) AS moved,
+       (SELECT count(*) FROM announced) AS announcements,
        (SELECT array_agg(asked) FROM unnest($1::integer[]) AS asked
         WHERE asked NOT IN (SELECT id FROM moved)
           AND NOT EXISTS (SELECT 1 FROM applications WHERE id = asked)) AS unknown,

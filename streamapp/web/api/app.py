@@ -16,6 +16,7 @@ from streamapp import __version__
 from streamapp.config import Settings, get_settings
 from streamapp.db import connect, create_database
 from streamapp.services.outbox import Outbox
+from streamapp.services.processed_feed import ProcessedFeed
 from streamapp.web.api.deps import key_digests
 from streamapp.web.api.errors import install_error_handlers
 from streamapp.web.api.middleware import BodySizeLimit, RequestId, RequestMetrics
@@ -46,13 +47,17 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         redeliver_after=settings.redeliver_after,
     )
     await outbox.start()
+    feed = ProcessedFeed(settings.asyncpg_dsn, settings.outbox_max_backoff)
+    await feed.start()
     api.state.db, api.state.outbox, api.state.producer = db, outbox, producer
+    api.state.processed_feed = feed
     # What start-up allocated lives as long as the process: keep it out of every collection.
     gc.freeze()
     logger.info("API ready (version %s)", __version__)
     try:
         yield
     finally:
+        await feed.stop()
         await outbox.stop()
         await producer.stop()
         await db.disconnect()

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.processes import Api, child_env
+from tests.harness.effects import TOPIC
+from tests.harness.processes import Api, Worker, child_env, wait_for
+from tests.harness.settings import TEST_SETTINGS
 
 EXAMPLES_PER_OPERATION = 30
 SEED = "1"  # a fixed seed: the same cases on every run, so a failure is reproducible
@@ -23,9 +25,15 @@ def test_schemathesis_finds_nothing_in_any_operation(
     """With keys on, its `ignored_auth` check also sends writes without the key."""
     keys = {"API_KEYS": api_key} if api_key else {}
     auth = [f"--header=X-API-Key: {api_key}"] if api_key else []
+    # A worker alongside, as in production: `GET /applications/{id}?wait=` then answers as
+    # soon as the application is processed instead of waiting out its seconds.
+    worker = Worker(child_env(**service_env)).start()
     api = Api(child_env(**service_env, **keys)).start()
     try:
         api.wait_ready()
+        worker.wait_ready()
+        partitions = int(TEST_SETTINGS["TOPIC_PARTITIONS"])
+        wait_for(lambda: len(worker.assigned_partitions(TOPIC)) == partitions, timeout=90)
         result = subprocess.run(
             [
                 sys.executable,
@@ -48,6 +56,7 @@ def test_schemathesis_finds_nothing_in_any_operation(
         )
     finally:
         api.stop()
+        worker.stop()
 
     report = result.stdout + result.stderr
     assert result.returncode == 0, report[-6000:]

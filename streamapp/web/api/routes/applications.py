@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
@@ -23,6 +25,7 @@ from streamapp.web.api.deps import (
     IdempotencyKey,
     OutboxDep,
     PaginationDep,
+    ProcessedFeedDep,
     require_api_key,
 )
 from streamapp.web.api.errors import ERROR_BODY, ERROR_RESPONSES, WRITE_ERRORS
@@ -78,8 +81,30 @@ async def list_applications(
     return page_response("applications", found, pagination)
 
 
+WAIT_MAX = 30.0
+Wait = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=WAIT_MAX,
+        description="Seconds (0-30) to wait for the application to be processed: the answer "
+        "comes as soon as it is, or after that long with its status then.",
+    ),
+]
+
+
 @router.get("/{application_id}", response_model=ApplicationPublic, responses={404: ERROR_BODY})
-async def get_application(application_id: ApplicationId, db: DatabaseDep) -> Response:
-    """Read one application."""
+async def get_application(
+    application_id: ApplicationId, db: DatabaseDep, feed: ProcessedFeedDep, wait: Wait = 0
+) -> Response:
+    """Read one application, optionally waiting for it to be processed."""
     row = await applications_service.get(db=db, application_id=application_id)
+    if wait and row["status"] == "new":
+        with feed.waiting_for(application_id) as processed:
+            # Read again once registered, so that an announcement in between is not missed.
+            row = await applications_service.get(db=db, application_id=application_id)
+            if row["status"] == "new":
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(processed, wait)
+                row = await applications_service.get(db=db, application_id=application_id)
     return json_response(ApplicationPublic.model_validate(row))

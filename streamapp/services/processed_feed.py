@@ -1,0 +1,91 @@
+"""The feed of processed applications: one LISTEN connection per API process.
+
+The worker's batch statement announces the ids it moved on `applications_processed`
+(PostgreSQL delivers a NOTIFY at commit, so only effects that happened). The feed wakes the
+requests waiting for those ids (`GET /applications/{id}?wait=S`): no polling per request.
+Notifications sent while the connection is down are missed; a waiter then answers after its
+wait with the status it reads, which is right either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+
+from streamapp.db import UNAVAILABLE_ERRORS
+from streamapp.services.applications import PROCESSED_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+
+class ProcessedFeed:
+    def __init__(self, dsn: str, max_backoff: float) -> None:
+        self._dsn = dsn
+        self._max_backoff = max_backoff
+        self._waiters: defaultdict[int, set[asyncio.Future[None]]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+        self.listening = False
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="processed-feed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @contextlib.contextmanager
+    def waiting_for(self, application_id: int) -> Iterator[asyncio.Future[None]]:
+        """A future resolved when the application is announced as processed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[application_id].add(future)
+        try:
+            yield future
+        finally:
+            waiters = self._waiters.get(application_id)
+            if waiters is not None:
+                waiters.discard(future)
+                if not waiters:
+                    del self._waiters[application_id]
+
+    def _announced(self, _: Any, __: int, ___: str, payload: str) -> None:
+        for text in payload.split(","):
+            if text.isdigit():
+                for future in self._waiters.pop(int(text), ()):
+                    if not future.done():
+                        future.set_result(None)
+
+    async def _listen(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._listen_once()
+                delay = 0.5
+            except UNAVAILABLE_ERRORS as exc:
+                logger.warning("processed feed: cannot listen (%s); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._max_backoff)
+
+    async def _listen_once(self) -> None:
+        """Listen until the connection ends."""
+        connection = await asyncpg.connect(self._dsn)
+        ended = asyncio.Event()
+        try:
+            connection.add_termination_listener(lambda _: ended.set())
+            await connection.add_listener(PROCESSED_CHANNEL, self._announced)
+            self.listening = True
+            logger.info("processed feed: listening on %s", PROCESSED_CHANNEL)
+            await ended.wait()
+            logger.warning("processed feed: the connection ended; listening again")
+        finally:
+            self.listening = False
+            with contextlib.suppress(*UNAVAILABLE_ERRORS):
+                await connection.close(timeout=2)
