@@ -95,7 +95,10 @@ class Consumer(driver.Consumer):
         if self.app.rebalancing or not self.flow_active:
             self._stuck_since.clear()  # the rebalance seeks to the committed offsets itself
             return []
-        assigned = self.assignment()
+        # Only the topics whose records are acked (the agents' sources): changelogs and other
+        # internal topics are read by Faust's table recovery and never acked.
+        acked = self.app.topics.acks_enabled_for
+        assigned = {tp for tp in self.assignment() if acked(tp.topic)}
         await self._learn_first_offsets(assigned)
         now = time.monotonic()
         stuck = {tp for tp in assigned if await self._is_stuck(tp)}
