@@ -182,7 +182,7 @@ async def process_batch(records: Sequence[ApplicationCreated]) -> ProcessedBatch
     return batch
 
 
-def _observe_end_to_end(records: Sequence[ApplicationCreated], moved: Any) -> None:
+def _observe_end_to_end(records: Sequence[ApplicationCreated], moved: frozenset[int]) -> None:
     """created_at -> processed, for the applications this batch moved (not redeliveries)."""
     now = time.time()
     for record in records:

@@ -7,10 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.harness.effects import TOPIC
 from tests.harness.kafka import ApacheKafka
-from tests.harness.processes import Worker, child_env, wait_for
-from tests.harness.settings import TEST_SETTINGS
+from tests.harness.processes import Worker, child_env
 
 
 @pytest.fixture
@@ -43,6 +41,5 @@ def start_worker(service_env: dict[str, str]) -> Iterator[Any]:
 def running_worker(start_worker: Any) -> Worker:
     """One worker of the session's group, once it holds every partition of the topic."""
     worker: Worker = start_worker()
-    partitions = int(TEST_SETTINGS["TOPIC_PARTITIONS"])
-    wait_for(lambda: len(worker.assigned_partitions(TOPIC)) == partitions, timeout=90)
+    worker.wait_holding_every_partition()
     return worker

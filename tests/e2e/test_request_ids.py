@@ -11,25 +11,14 @@ import httpx
 import pytest
 
 from tests.harness.effects import TOPIC, event_id, read_topic
-from tests.harness.processes import Api, Worker, child_env, wait_for
-from tests.harness.settings import TEST_SETTINGS
+from tests.harness.processes import Api, Worker, api_and_worker, child_env, wait_for
 
 
 @pytest.fixture(scope="module")
 def json_stack(service_env: dict[str, str]) -> Iterator[tuple[Api, Worker]]:
     env = child_env(**{**service_env, "LOG_FORMAT": "JSON", "LOG_LEVEL": "DEBUG"})
-    api, worker = Api(env), Worker(env)
-    api.start()
-    worker.start()
-    try:
-        api.wait_ready()
-        worker.wait_ready()
-        partitions = int(TEST_SETTINGS["TOPIC_PARTITIONS"])
-        wait_for(lambda: len(worker.assigned_partitions(TOPIC)) == partitions, timeout=90)
-        yield api, worker
-    finally:
-        api.stop()
-        worker.stop()
+    with api_and_worker(env) as both:
+        yield both
 
 
 def json_lines(log: str) -> list[dict[str, object]]:

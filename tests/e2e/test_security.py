@@ -14,7 +14,7 @@ import psutil
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.harness.processes import Api, Worker, child_env, wait_for
+from tests.harness.processes import Api, Worker, api_and_worker, child_env, wait_for
 
 PASSWORD = "pw-Kx7Qz2Lr9Vt4"
 KEYS = ("key-alpha-3Fh8Lq2Zm6Wp", "key-beta-9Rt5Nc1Xv7Yk")
@@ -48,16 +48,8 @@ def stack(service_env: dict[str, str]) -> Iterator[Stack]:
         }
     )
     env.pop("WORKER_WEB_BIND", None)
-    api, worker = Api(env), Worker(env)
-    api.start()
-    worker.start()
-    try:
-        api.wait_ready()
-        worker.wait_ready()
+    with api_and_worker(env) as (api, worker):
         yield Stack(api, worker, env, [])
-    finally:
-        api.stop()
-        worker.stop()
 
 
 def application(user: str) -> dict[str, str]:

@@ -11,10 +11,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from streamapp.dev.processes import LoggedProcess
+from streamapp.stream.topics import NEW_APPLICATIONS
+from tests.harness.settings import TEST_SETTINGS
 
 STREAMAPP = [sys.executable, "-m", "streamapp"]
 
@@ -70,6 +74,15 @@ class Worker(StreamappProcess):
         summary = http_json(f"{self.url}/stats/")
         return {item["partition"] for item in summary["assignment"] if item["topic"] == topic}
 
+    def wait_holding_every_partition(self, timeout: float = 90.0) -> None:
+        """Wait until this worker, alone in its group, holds every partition of the topic."""
+        partitions = int(TEST_SETTINGS["TOPIC_PARTITIONS"])
+        wait_for(
+            lambda: len(self.assigned_partitions(NEW_APPLICATIONS)) == partitions,
+            timeout=timeout,
+            message=f"{self.name} does not hold every partition",
+        )
+
 
 class Api(StreamappProcess):
     """A `streamapp api` served by uvicorn."""
@@ -84,6 +97,22 @@ class Api(StreamappProcess):
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         self.wait_for_http(f"{self.url}/healthz", timeout)
+
+
+@contextmanager
+def api_and_worker(env: dict[str, str]) -> Iterator[tuple[Api, Worker]]:
+    """An API and a worker on `env`, both ready, the worker holding every partition."""
+    api, worker = Api(env), Worker(env)
+    api.start()
+    worker.start()
+    try:
+        api.wait_ready()
+        worker.wait_ready()
+        worker.wait_holding_every_partition()
+        yield api, worker
+    finally:
+        api.stop()
+        worker.stop()
 
 
 def free_ports(count: int) -> int:

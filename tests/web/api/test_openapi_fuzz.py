@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.effects import TOPIC
-from tests.harness.processes import Api, Worker, child_env, wait_for
-from tests.harness.settings import TEST_SETTINGS
+from tests.harness.processes import Api, Worker, child_env
 
 EXAMPLES_PER_OPERATION = 30
 SEED = "1"  # a fixed seed: the same cases on every run, so a failure is reproducible
@@ -32,8 +30,7 @@ def test_schemathesis_finds_nothing_in_any_operation(
     try:
         api.wait_ready()
         worker.wait_ready()
-        partitions = int(TEST_SETTINGS["TOPIC_PARTITIONS"])
-        wait_for(lambda: len(worker.assigned_partitions(TOPIC)) == partitions, timeout=90)
+        worker.wait_holding_every_partition()
         result = subprocess.run(
             [
                 sys.executable,
