@@ -186,7 +186,12 @@ class ApacheKafka:
 
 
 def new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A KRaft cluster id: a UUID in URL-safe base64. Never with a leading "-" (as Kafka's
+    own ids never do), which the storage tool would read as an option and fail."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class KafkaCluster:
