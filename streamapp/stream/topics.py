@@ -6,6 +6,7 @@ missing topic is created with the configured partitions, a smaller one is warned
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
@@ -77,7 +78,7 @@ async def _ensure(admin: AIOKafkaAdminClient, spec: TopicSpec) -> int:
         )
         with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
             await admin.create_topics([topic])
-        return await _partition_count(admin, spec.name) or spec.partitions
+        return await _partition_count_once_visible(admin, spec.name) or spec.partitions
     if existing < spec.partitions:
         logger.warning(
             "topic %r has %d partitions, fewer than the %d configured: "
@@ -90,6 +91,16 @@ async def _ensure(admin: AIOKafkaAdminClient, spec: TopicSpec) -> int:
     else:
         logger.info("topic %r exists with %d partitions", spec.name, existing)
     return existing
+
+
+async def _partition_count_once_visible(admin: AIOKafkaAdminClient, name: str) -> int | None:
+    """The size of a topic just created (by us or another process): a broker's metadata may
+    lag its creation for a moment, and the size it was created with is the one to report."""
+    for _ in range(50):
+        if (count := await _partition_count(admin, name)) is not None:
+            return count
+        await asyncio.sleep(0.1)
+    return None
 
 
 async def _partition_count(admin: AIOKafkaAdminClient, name: str) -> int | None:
