@@ -47,8 +47,14 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(empty_database: st
     try:
         assert await tables(connection) == set()
         await run_migration(empty_database, "head")
-        assert await tables(connection) == {"applications", "users", "outbox", "totals"}
-        assert await connection.fetchval("SELECT version_num FROM alembic_version") == "0006"
+        assert await tables(connection) == {
+            "applications",
+            "users",
+            "outbox",
+            "totals",
+            "processed_per_minute",
+        }
+        assert await connection.fetchval("SELECT version_num FROM alembic_version") == "0007"
     finally:
         await connection.close()
 
@@ -63,6 +69,7 @@ async def test_each_revision_downgrades_to_the_previous_schema(empty_database: s
             ("0003", all_three),
             ("0004", all_three),
             ("0005", {*all_three, "totals"}),
+            ("0006", {*all_three, "totals"}),
         ]:
             await run_migration(empty_database, revision)
             before = await columns(connection)
@@ -234,5 +241,35 @@ async def test_outbox_request_ids_come_and_go_with_0006(empty_database: str) -> 
         assert await connection.fetchval("SELECT count(*) FROM outbox") == 1  # rows kept
         await run_migration(empty_database, "0006")
         assert await connection.fetchval("SELECT request_id FROM outbox") is None
+    finally:
+        await connection.close()
+
+
+async def test_per_minute_counts_are_backfilled_for_the_last_two_hours(
+    empty_database: str,
+) -> None:
+    await run_migration(empty_database, "0006")
+    connection = await asyncpg.connect(empty_database)
+    try:
+        await connection.execute("INSERT INTO users (user_name) VALUES ('eve'), ('fay')")
+        await connection.execute(
+            "INSERT INTO applications (user_id, description, status, created_at) VALUES "
+            "(1, 'a', 'processed', date_trunc('minute', now()) - interval '5 minutes'), "
+            "(1, 'b', 'processed', date_trunc('minute', now()) - interval '5 minutes' "
+            "                      + interval '30 seconds'), "
+            "(2, 'c', 'processed', date_trunc('minute', now()) - interval '5 minutes'), "
+            "(2, 'd', 'new', date_trunc('minute', now())), "
+            "(2, 'e', 'processed', now() - interval '3 hours')"
+        )
+
+        await run_migration(empty_database, "0007")
+
+        rows = await connection.fetch(
+            "SELECT minute = date_trunc('minute', now()) - interval '5 minutes' AS expected, "
+            "user_id, processed FROM processed_per_minute ORDER BY user_id"
+        )
+        assert [tuple(row) for row in rows] == [(True, 1, 2), (True, 2, 1)]
+        await run_migration(empty_database, "0006", down=True)
+        assert "processed_per_minute" not in await tables(connection)
     finally:
         await connection.close()

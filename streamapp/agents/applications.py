@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from databases import Database
@@ -25,7 +26,11 @@ from streamapp.services import applications as applications_service
 from streamapp.services.applications import ProcessedBatch
 from streamapp.services.outbox import REQUEST_ID_HEADER
 from streamapp.stream.app import app, dead_letters, new_applications
-from streamapp.stream.tables import applications_per_user
+from streamapp.stream.tables import (
+    applications_per_user,
+    first_kept_minute,
+    set_minute_count,
+)
 from streamapp.stream.topics import user_key
 from streamapp.stream.transport import Consumer
 
@@ -78,6 +83,17 @@ async def fetch_skipped_records_again() -> None:
         await _consumer().fetch_gaps_again()
     except Exception:  # a failed check is tried again in a second; it must not stop a worker
         logger.exception("checking for partitions stuck behind skipped records failed")
+
+
+@app.timer(interval=60.0, on_leader=True)  # type: ignore[untyped-decorator]
+async def prune_minute_counts() -> None:
+    """Forget per-minute counts the tables no longer need (one worker does it)."""
+    if app.producer_only or app.database is None:
+        return
+    try:
+        await applications_service.prune_minutes(app.database)
+    except UNAVAILABLE_ERRORS as exc:
+        logger.warning("could not prune per-minute counts: %s", exc)
 
 
 async def _apply(events: Sequence[Any], max_backoff: float) -> int:
@@ -162,11 +178,9 @@ async def process_batch(records: Sequence[ApplicationCreated]) -> ProcessedBatch
         db=_database(),
         application_ids=[record.id for record in records],
         user_names=list({record.user_name for record in records}),
+        user_minutes={(record.user_name, _minute_of(record.created_at)) for record in records},
     )
-    for user_name, count in batch.counts.items():
-        key = user_key(user_name)
-        if applications_per_user[key] != count.processed:
-            applications_per_user[key] = count.processed
+    _update_tables(batch)
     moved, unknown = len(batch.moved), len(batch.unknown)
     already = len(records) - moved - sum(1 for record in records if record.id in batch.unknown)
     RECORDS_PROCESSED.inc(moved)
@@ -180,6 +194,32 @@ async def process_batch(records: Sequence[ApplicationCreated]) -> ProcessedBatch
         unknown,
     )
     return batch
+
+
+def _update_tables(batch: ProcessedBatch) -> None:
+    """Set the tables to the counts stored with the batch; write only what changed."""
+    for user_name, count in batch.counts.items():
+        key = user_key(user_name)
+        stats = {
+            "processed": count.processed,
+            "last_processed_at": _iso(count.last_processed_at),
+        }
+        if applications_per_user.get(key) != stats:
+            applications_per_user[key] = stats
+    oldest = first_kept_minute(time.time())
+    for (user_name, start), processed in batch.minutes.items():
+        if start < oldest:
+            continue  # past the hour the table keeps
+        set_minute_count(user_name, start, processed)
+
+
+def _minute_of(moment: datetime) -> datetime:
+    """The start of the UTC minute of a moment."""
+    return datetime.fromtimestamp(moment.timestamp() // 60 * 60, UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat()
 
 
 def _observe_end_to_end(records: Sequence[ApplicationCreated], moved: frozenset[int]) -> None:

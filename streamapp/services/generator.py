@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from streamapp.models.tables import STATUS_NEW, STATUS_PROCESSED
-from streamapp.services.applications import EVENT_JSON
+from streamapp.models.tables import MINUTES_KEPT_IN_DATABASE, STATUS_NEW, STATUS_PROCESSED
+from streamapp.services.applications import EVENT_JSON, MINUTE_OF_CREATION
 from streamapp.stream.topics import NEW_APPLICATIONS
 
 logger = logging.getLogger(__name__)
@@ -64,6 +64,13 @@ WITH inserted AS (
     UPDATE users SET processed_count = users.processed_count + per_user.n,
                      last_processed_at = greatest(users.last_processed_at, per_user.last)
     FROM per_user WHERE users.id = per_user.user_id
+), per_minute AS (
+    INSERT INTO processed_per_minute AS kept (minute, user_id, processed)
+    SELECT {MINUTE_OF_CREATION}, user_id, count(*) FROM inserted
+    WHERE status = 'processed'
+      AND created_at >= now() - interval '{MINUTES_KEPT_IN_DATABASE} minutes'
+    GROUP BY 1, 2
+    ON CONFLICT (minute, user_id) DO UPDATE SET processed = kept.processed + EXCLUDED.processed
 )
 UPDATE totals SET value = totals.value + (SELECT coalesce(sum(n), 0) FROM per_user)
 WHERE name = 'processed'

@@ -1,19 +1,109 @@
-"""The workers' stream tables (Faust), changelogged to Kafka and served by the web views."""
+"""The workers' stream tables (Faust), changelogged to Kafka and served by the web views.
+
+Both tables live in the partitions of the users they count, the partitions of the users'
+records: the worker that processes a user's records is the one that writes, owns and answers
+for the user's rows, and a row is in exactly one changelog partition.
+"""
 
 from __future__ import annotations
 
-from streamapp.stream.app import app
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any, cast
 
-# Processed applications per user. Keys are bytes because bytes keys are serialized raw (a str
-# key would become JSON and hash to another partition than the user's records). With
-# use_partitioner each changelog write goes to its key's partition, so a user's count lives in
-# the same partition number as the user's records, whichever partitions a batch spans, and
-# table_route finds the worker that owns it.
+import faust
+from faust.tables.wrappers import WindowWrapper
+
+from streamapp.stream.app import app
+from streamapp.stream.topics import partition_of, user_key
+
+WINDOW_SECONDS = 60.0
+WINDOW_KEPT = timedelta(hours=1)
+
+# Processed applications per user: {"processed": n, "last_processed_at": ISO 8601}. Keys are
+# bytes because bytes keys are serialized raw (a str key would become JSON and hash to another
+# partition than the user's records). With use_partitioner each changelog write goes to its
+# key's partition, so table_route finds the worker that owns it.
 applications_per_user = app.Table(
     "applications_per_user",
     key_type=bytes,
-    value_type=int,
-    default=int,
     use_partitioner=True,
-    help="Processed applications per user",
+    help="Processed applications per user, and when the last one was processed",
 )
+
+
+class UserWindowedTable(faust.Table):  # type: ignore[type-arg]
+    """A windowed table keyed by user name whose rows go to the user's partition.
+
+    A windowed key is (user_name, (start, end)) and is serialized as JSON, so the producer's
+    partitioner would hash the whole pair and scatter one user's windows over every
+    partition, away from the worker that counts them. Faust's other choice, the partition of
+    the current event, does not fit batches either. So the partition is derived from the user
+    name, as the topic's partitioner does for the user's records.
+    """
+
+    def partition_for_key(self, key: Any) -> int:
+        user_name, _window = key
+        return user_partition(user_name, self.app.conf.topic_partitions)
+
+
+@lru_cache(maxsize=65536)
+def user_partition(user_name: str, partitions: int) -> int:
+    """The partition of a user's records and rows."""
+    return partition_of(user_key(user_name), partitions)
+
+
+# Processed applications per user and minute of created_at (event time), kept for an hour.
+# A minute's count for the whole cluster is the sum over users, which live on every worker:
+# the /stats/minutes/ view asks each worker for its part.
+_per_user_minute = UserWindowedTable(
+    app,
+    name="processed_per_minute",
+    key_type=str,
+    default=int,
+    beacon=app.tables.beacon,
+    help="Processed applications per user and minute of creation, for the last hour",
+)
+app.tables.add(_per_user_minute)
+processed_per_minute = cast(
+    WindowWrapper, _per_user_minute.tumbling(WINDOW_SECONDS, expires=WINDOW_KEPT)
+)
+
+
+def set_minute_count(user_name: str, start: float, processed: int) -> None:
+    """Set a user's count for the minute starting at `start` (epoch seconds), if it changed."""
+    window = processed_per_minute.relative_to(start)
+    if window[user_name].value() != processed:
+        window[user_name] = processed
+
+
+def user_stats(value: Any) -> dict[str, Any]:
+    """A row of applications_per_user as the views give it.
+
+    Rows written before last_processed_at was kept are bare counts.
+    """
+    if isinstance(value, int):
+        return {"processed": value, "last_processed_at": None}
+    if isinstance(value, dict):
+        return {
+            "processed": int(value.get("processed", 0)),
+            "last_processed_at": value.get("last_processed_at"),
+        }
+    return {"processed": 0, "last_processed_at": None}
+
+
+def first_kept_minute(now: float) -> float:
+    """The start of the oldest of the 60 minutes shown (the current one is the newest)."""
+    return (now // WINDOW_SECONDS) * WINDOW_SECONDS - WINDOW_KEPT.total_seconds() + WINDOW_SECONDS
+
+
+def minute_counts(partitions: set[int], now: float) -> dict[float, int]:
+    """Processed per minute start (epoch seconds) over the kept hour, summed over the users
+    of the given partitions (standby copies of other partitions are left out)."""
+    oldest = first_kept_minute(now)
+    size = app.conf.topic_partitions
+    counts: dict[float, int] = {}
+    for (user_name, (start, _end)), processed in list(_per_user_minute.data.items()):
+        if start >= oldest and user_partition(user_name, size) in partitions:
+            counts[start] = counts.get(start, 0) + processed
+    return counts

@@ -12,14 +12,12 @@ import signal
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 import asyncpg
 import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streamapp import migrate
 from streamapp.stream.topics import partition_of
 from tests.harness.effects import (
     TOPIC,
@@ -29,54 +27,26 @@ from tests.harness.effects import (
     steady_posts,
     wait_processed,
 )
+from tests.harness.isolated import Isolated, isolated_services
 from tests.harness.kafka import ApacheKafka
 from tests.harness.postgres import PostgresServer
-from tests.harness.processes import Api, Worker, child_env, http_json, wait_for
-from tests.harness.settings import TEST_SETTINGS
+from tests.harness.processes import Worker, http_json, wait_for
 
 PARTITIONS = 6
 ROUND_SIZE = 600
 RATE = 200.0  # applications a second: a round lasts three seconds
 
 
-@dataclass
-class Isolated:
-    """A broker and a database for one test, and the processes it started on them."""
-
-    env: dict[str, str]
-    pg: asyncpg.Pool
-    workers: list[Worker] = field(default_factory=list)
-
-    def start_worker(self) -> Worker:
-        worker = Worker(self.env).start()
-        self.workers.append(worker)
-        return worker
-
-    def running(self) -> list[Worker]:
-        return [w for w in self.workers if w.process is not None and w.process.poll() is None]
-
-
 @pytest.fixture
 async def isolated(postgres: PostgresServer, own_kafka: ApacheKafka) -> AsyncIterator[Isolated]:
-    url = await postgres.create_database()
-    await asyncio.to_thread(migrate.upgrade, url)
-    settings = {
-        **TEST_SETTINGS,
-        "DATABASE_URL": url,
-        "KAFKA_BOOTSTRAP_SERVERS": own_kafka.bootstrap_servers,
-        "TOPIC_PARTITIONS": str(PARTITIONS),
-        "REDELIVER_AFTER": "0",  # the safety net is off: only the acks protect the records
-        "LOG_LEVEL": "INFO",
-    }
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
-    setup = Isolated(child_env(**settings), pool)
-    try:
+    async with isolated_services(
+        postgres,
+        own_kafka,
+        TOPIC_PARTITIONS=str(PARTITIONS),
+        REDELIVER_AFTER="0",  # the safety net is off: only the acks protect the records
+        LOG_LEVEL="INFO",
+    ) as setup:
         yield setup
-    finally:
-        for worker in setup.workers:
-            worker.stop(signal.SIGKILL)
-        await pool.close()
-        await postgres.drop_database(url)
 
 
 def split(workers: list[Worker]) -> bool:
@@ -86,17 +56,6 @@ def split(workers: list[Worker]) -> bool:
     except OSError:
         return False
     return all(owned) and sorted(p for ps in owned for p in ps) == list(range(PARTITIONS))
-
-
-@asynccontextmanager
-async def api_client(env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    api = Api(env).start()
-    try:
-        api.wait_ready()
-        async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
-            yield client
-    finally:
-        api.stop()
 
 
 @asynccontextmanager
@@ -190,7 +149,7 @@ async def test_stopped_and_killed_workers_lose_nothing_over_several_rounds(
     isolated: Isolated,
 ) -> None:
     accepted: list[int] = []
-    async with api_client(isolated.env) as client:
+    async with isolated.api_client() as client:
         for held in (False, True, False, True):
             ids = await play_round(isolated, client, held=held)
             try:

@@ -1,15 +1,32 @@
-"""The workers' Faust web views (aiohttp, on each worker): per-user stats, a summary, metrics."""
+"""The workers' Faust web views (aiohttp, on each worker): per-user stats, the cluster's
+per-minute counts, a summary, metrics."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import aiohttp
 from aiokafka.errors import KafkaError
 from faust import web
 from faust.types import TP
 
 from streamapp.metrics import CONSUMER_LAG, exposition
 from streamapp.stream.app import app
-from streamapp.stream.tables import applications_per_user
+from streamapp.stream.tables import (
+    WINDOW_SECONDS,
+    applications_per_user,
+    first_kept_minute,
+    minute_counts,
+    processed_per_minute,
+    user_stats,
+)
 from streamapp.stream.topics import NEW_APPLICATIONS, partition_of, user_key
+
+# How long the scatter-gather waits for another worker's part.
+PART_TIMEOUT = 5.0
 
 stats = web.Blueprint("stats")
 
@@ -20,8 +37,116 @@ class UserStats(web.View):
 
     @app.table_route(table=applications_per_user, match_info="user_name")  # type: ignore[arg-type]
     async def get(self, request: web.Request, user_name: str) -> web.Response:
-        processed = applications_per_user[user_key(user_name)]
-        return self.json({"user_name": user_name, "processed": processed})
+        stats = user_stats(applications_per_user.get(user_key(user_name)))
+        return self.json({"user_name": user_name, **stats})
+
+
+class PartUnavailable(Exception):
+    """A worker's part of a cluster-wide answer is missing or incomplete."""
+
+
+@stats.route("/minutes/", name="minutes")
+class ClusterMinutes(web.View):
+    """The whole cluster's processed applications per minute of creation, last hour.
+
+    Each minute's count is spread over the workers (it is a sum over users, who live in every
+    partition), so this worker asks every worker that owns partitions of the table, itself
+    included, for its part, and merges them: a scatter-gather on the group's assignment, as
+    Kafka Streams' metadata API allows. Parts must cover every partition exactly once; during
+    a rebalance they cannot, and the answer is a 503.
+    """
+
+    async def get(self, request: web.Request) -> web.Response:
+        try:
+            parts = await _gather_parts()
+        except PartUnavailable as exc:
+            return self.json(
+                {"error": "unavailable", "detail": str(exc)},
+                status=503,
+                headers={"Retry-After": "1"},
+            )
+        totals: dict[float, int] = {}
+        for part in parts:
+            for entry in part["minutes"]:
+                start = datetime.fromisoformat(entry["minute"]).timestamp()
+                totals[start] = totals.get(start, 0) + entry["processed"]
+        return self.json({"minutes": _minute_list(totals), "workers": len(parts)})
+
+
+@stats.route("/minutes/local/", name="local-minutes")
+class LocalMinutes(web.View):
+    """This worker's part of /stats/minutes/: the users of its active partitions."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        try:
+            return self.json(_local_part())
+        except PartUnavailable as exc:
+            return self.json({"error": "unavailable", "detail": str(exc)}, status=503)
+
+
+def _local_part() -> dict[str, Any]:
+    if app.rebalancing or cast(Any, app.tables).recovery.in_recovery:
+        raise PartUnavailable(f"{app.conf.canonical_url} is rebalancing")
+    active = _table_partitions().get(str(app.conf.canonical_url), set())
+    counts = minute_counts(active, time.time())
+    return {
+        "worker": str(app.conf.canonical_url),
+        "partitions": sorted(active),
+        "minutes": _minute_list(counts),
+    }
+
+
+def _table_partitions() -> dict[str, set[int]]:
+    """Each worker's active partitions of the per-minute table, from the group assignment."""
+    topic = processed_per_minute.table.changelog_topic.get_topic_name()
+    return {
+        url: set(topics.get(topic, ()))
+        for url, topics in app.router.table_metadata(processed_per_minute.table.name).items()
+    }
+
+
+async def _gather_parts() -> list[dict[str, Any]]:
+    owners = {url: parts for url, parts in _table_partitions().items() if parts}
+    if not owners:
+        raise PartUnavailable("no worker owns partitions yet")
+    parts = await asyncio.gather(*(_part_of(url) for url in sorted(owners)))
+    seen: list[int] = [p for part in parts for p in part["partitions"]]
+    expected = sorted(p for partitions in owners.values() for p in partitions)
+    if sorted(seen) != expected or len(expected) != app.conf.topic_partitions:
+        raise PartUnavailable("the workers' parts do not cover every partition once")
+    return list(parts)
+
+
+async def _part_of(url: str) -> dict[str, Any]:
+    if url == str(app.conf.canonical_url):
+        return _local_part()
+    try:
+        async with app.http_client.get(
+            f"{url.rstrip('/')}/stats/minutes/local/",
+            timeout=aiohttp.ClientTimeout(total=PART_TIMEOUT),
+        ) as response:
+            if response.status != 200:
+                raise PartUnavailable(f"{url} answered {response.status}")
+            part: dict[str, Any] = await response.json()
+            return part
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise PartUnavailable(f"{url} did not answer ({exc!r})") from exc
+
+
+def _minute_list(counts: dict[float, int]) -> list[dict[str, Any]]:
+    """Every minute of the kept hour, oldest first, with its count (0 where none)."""
+    first = first_kept_minute(time.time())
+    minutes = []
+    start = first
+    while start <= first + 59 * WINDOW_SECONDS:
+        minutes.append(
+            {
+                "minute": datetime.fromtimestamp(start, UTC).isoformat().replace("+00:00", "Z"),
+                "processed": counts.get(start, 0),
+            }
+        )
+        start += WINDOW_SECONDS
+    return minutes
 
 
 @stats.route("/", name="summary")
@@ -36,7 +161,7 @@ class Summary(web.View):
         active = _active_partitions()
         partitions = app.conf.topic_partitions
         owned: dict[str, int] = {
-            key.decode(errors="replace"): value
+            key.decode(errors="replace"): user_stats(value)["processed"]
             for key, value in applications_per_user.items()
             if partition_of(key, partitions) in active
         }
