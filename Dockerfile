@@ -12,6 +12,9 @@ COPY streamapp ./streamapp
 RUN pip install .
 
 FROM build AS test
+# The dashboard test drives Debian's chromium with playwright.
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY . .
 RUN pip install -e '.[dev,embedded]'

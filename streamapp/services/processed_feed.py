@@ -2,7 +2,8 @@
 
 The worker's batch statement announces the ids it moved on `applications_processed`
 (PostgreSQL delivers a NOTIFY at commit, so only effects that happened). The feed wakes the
-requests waiting for those ids (`GET /applications/{id}?wait=S`): no polling per request.
+requests waiting for those ids (`GET /applications/{id}?wait=S`), with no polling per request,
+and tells its listeners (the dashboard's feed).
 Notifications sent while the connection is down are missed; a waiter then answers after its
 wait with the status it reads, which is right either way.
 """
@@ -13,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -30,7 +31,12 @@ class ProcessedFeed:
         self._max_backoff = max_backoff
         self._waiters: defaultdict[int, set[asyncio.Future[None]]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[Sequence[int]], None]] = []
         self.listening = False
+
+    def add_listener(self, listener: Callable[[Sequence[int]], None]) -> None:
+        """Call `listener` with the ids of every announcement."""
+        self._listeners.append(listener)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="processed-feed")
@@ -57,11 +63,13 @@ class ProcessedFeed:
                     del self._waiters[application_id]
 
     def _announced(self, _: Any, __: int, ___: str, payload: str) -> None:
-        for text in payload.split(","):
-            if text.isdigit():
-                for future in self._waiters.pop(int(text), ()):
-                    if not future.done():
-                        future.set_result(None)
+        ids = [int(text) for text in payload.split(",") if text.isdigit()]
+        for application_id in ids:
+            for future in self._waiters.pop(application_id, ()):
+                if not future.done():
+                    future.set_result(None)
+        for listener in self._listeners:
+            listener(ids)
 
     async def _listen(self) -> None:
         delay = 0.5

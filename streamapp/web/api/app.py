@@ -15,8 +15,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from streamapp import __version__
 from streamapp.config import Settings, get_settings
 from streamapp.db import connect, create_database
+from streamapp.services.dashboard import DashboardFeed
 from streamapp.services.outbox import Outbox
 from streamapp.services.processed_feed import ProcessedFeed
+from streamapp.stream.lag import GroupLag
+from streamapp.stream.topics import NEW_APPLICATIONS
 from streamapp.web.api.deps import key_digests
 from streamapp.web.api.errors import install_error_handlers
 from streamapp.web.api.middleware import BodySizeLimit, RequestId, RequestMetrics
@@ -28,6 +31,7 @@ logger = logging.getLogger(__name__)
 @asynccontextmanager
 async def lifespan(api: FastAPI) -> AsyncIterator[None]:
     # Imported here: importing the Faust app declares its topics, which reads the settings.
+    from streamapp.stream.app import APP_ID
     from streamapp.stream.producer import ProducerRunner
 
     settings: Settings = api.state.settings
@@ -48,15 +52,23 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
     )
     await outbox.start()
     feed = ProcessedFeed(settings.asyncpg_dsn, settings.outbox_max_backoff)
+    dashboard = DashboardFeed(
+        db=db,
+        lag=GroupLag(settings.kafka_bootstrap_servers, APP_ID, NEW_APPLICATIONS),
+        backlog=outbox.measure_backlog,
+    )
+    feed.add_listener(dashboard.applications_processed)
     await feed.start()
+    await dashboard.start()
     api.state.db, api.state.outbox, api.state.producer = db, outbox, producer
-    api.state.processed_feed = feed
+    api.state.processed_feed, api.state.dashboard = feed, dashboard
     # What start-up allocated lives as long as the process: keep it out of every collection.
     gc.freeze()
     logger.info("API ready (version %s)", __version__)
     try:
         yield
     finally:
+        await dashboard.stop()
         await feed.stop()
         await outbox.stop()
         await producer.stop()

@@ -15,6 +15,7 @@ from fastapi import Depends, Header, Request
 
 from streamapp.errors import ApiKeyRequired
 from streamapp.models.tables import IDEMPOTENCY_KEY_MAX
+from streamapp.services.dashboard import DashboardFeed
 from streamapp.services.outbox import Outbox
 from streamapp.services.processed_feed import ProcessedFeed
 from streamapp.web.api.pagination import Pagination, get_pagination
@@ -54,6 +55,11 @@ async def require_api_key(
         raise ApiKeyRequired()
 
 
+async def get_dashboard(request: Request) -> DashboardFeed:
+    feed: DashboardFeed = request.app.state.dashboard
+    return feed
+
+
 async def get_processed_feed(request: Request) -> ProcessedFeed:
     feed: ProcessedFeed = request.app.state.processed_feed
     return feed
@@ -71,5 +77,6 @@ IdempotencyKey = Annotated[
 ]
 DatabaseDep = Annotated[Database, Depends(get_db)]
 OutboxDep = Annotated[Outbox, Depends(get_outbox)]
+DashboardDep = Annotated[DashboardFeed, Depends(get_dashboard)]
 ProcessedFeedDep = Annotated[ProcessedFeed, Depends(get_processed_feed)]
 PaginationDep = Annotated[Pagination, Depends(get_pagination)]

@@ -33,6 +33,14 @@ class DrainingServer(uvicorn.Server):
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)  # type: ignore[arg-type]
 
+    async def shutdown(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+        # Event streams never end by themselves: end them, or the wait for open connections
+        # would last the whole shutdown timeout.
+        dashboard = getattr(self._api.state, "dashboard", None)
+        if dashboard is not None:
+            dashboard.close_pages()
+        await super().shutdown(sockets)  # type: ignore[arg-type]
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         stop = super().handle_exit
         if self._api.state.draining or not self._drain_seconds or self._loop is None:

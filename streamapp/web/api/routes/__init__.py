@@ -2,7 +2,13 @@
 
 from fastapi import APIRouter
 
-from streamapp.web.api.routes import applications, health, metrics, users
+from streamapp.web.api.routes import applications, dashboard, health, metrics, users
 
 # Included one by one on the app: a router of routers costs a matching level per request.
-routers: list[APIRouter] = [applications.router, users.router, health.router, metrics.router]
+routers: list[APIRouter] = [
+    applications.router,
+    users.router,
+    health.router,
+    metrics.router,
+    dashboard.router,
+]

@@ -21,6 +21,7 @@ from streamapp.services import applications as applications_service
 from streamapp.services.applications import Created, Replayed
 from streamapp.stream.topics import NEW_APPLICATIONS
 from streamapp.web.api.deps import (
+    DashboardDep,
     DatabaseDep,
     IdempotencyKey,
     OutboxDep,
@@ -48,6 +49,7 @@ async def create_application(
     application_in: ApplicationCreate,
     db: DatabaseDep,
     outbox: OutboxDep,
+    dashboard: DashboardDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """File an application: store it and publish it to `new_applications`."""
@@ -64,6 +66,7 @@ async def create_application(
         case Created(event=event):
             APPLICATIONS_CREATED.inc()
             outbox.publish_soon(event)
+            dashboard.application_filed(application.model_dump(mode="json"))
         case Replayed():
             headers["Idempotent-Replayed"] = "true"
     body = ApplicationCreatedResponse(id=application.id, application=application)
