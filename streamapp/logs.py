@@ -16,15 +16,9 @@ from typing import Literal
 
 LogFormat = Literal["text", "json"]
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-# Libraries that are chatty at INFO; raised to WARNING unless DEBUG is asked for.
-NOISY_LOGGERS = (
-    "aiokafka",
-    "faust.transport",
-    "mode",
-    "databases",
-    "asyncio",
-    "alembic.runtime.plugins",
-)
+# Loggers that say nothing an operator needs at INFO; raised to WARNING unless DEBUG is asked
+# for. uvicorn, Faust (and its `mode` services) and aiokafka follow LOG_LEVEL exactly.
+NOISY_LOGGERS = ("databases", "asyncio", "alembic.runtime.plugins")
 
 # The id of the request (or of the record's request) this task is handling, if any.
 current_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)

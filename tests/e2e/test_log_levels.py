@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from streamapp.dev.processes import free_port
-from tests.harness.processes import Api, StreamappProcess, Worker, child_env
+from tests.harness.effects import TOPIC
+from tests.harness.processes import Api, StreamappProcess, Worker, child_env, wait_for
 
 FAUST = str(Path(sys.executable).with_name("faust"))
 BELOW = {
@@ -43,6 +44,16 @@ def levels_in(log: str) -> set[str]:
     return set(LEVEL.findall(log))
 
 
+LIBRARY_LINE = re.compile(
+    r"^\S+ \S+ (DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+(\w+)[\w.]*: ", re.MULTILINE
+)
+
+
+def lines_by_library(log: str) -> set[tuple[str, str]]:
+    """(level, top-level logger name) of every line in streamapp's text format."""
+    return set(LIBRARY_LINE.findall(log))
+
+
 @pytest.mark.parametrize("level", ["debug", "INFO", "Warning", "ERROR", "CRITICAL"])
 def test_every_log_level_starts_every_process_and_is_honoured(
     service_env: dict[str, str], level: str
@@ -53,6 +64,10 @@ def test_every_log_level_starts_every_process_and_is_honoured(
     try:
         for process in processes:
             process.wait_ready()
+        # Until both workers have joined the group (aiokafka logs that at INFO).
+        for worker in processes[1:]:
+            assert isinstance(worker, Worker)
+            wait_for(lambda w=worker: w.assigned_partitions(TOPIC), 90, message="no partitions")
     finally:
         for process in processes:
             process.stop()
@@ -62,3 +77,12 @@ def test_every_log_level_starts_every_process_and_is_honoured(
         assert not seen & set(BELOW[level.upper()]), (process.name, seen, process.log()[-2000:])
         if level.upper() in ("DEBUG", "INFO"):
             assert level.upper() in seen, (process.name, process.log()[-2000:])
+            # The libraries follow it too: Faust and aiokafka in workers at the level itself,
+            # uvicorn in the API (it has nothing to say below INFO at start) at INFO.
+            found = lines_by_library(process.log())
+            wanted = (
+                {("INFO", "uvicorn")}
+                if isinstance(process, Api)
+                else {(level.upper(), "faust"), (level.upper(), "aiokafka")}
+            )
+            assert wanted <= found, (process.name, wanted - found)
