@@ -165,6 +165,7 @@ def _announce(args: argparse.Namespace, host: str, env: dict[str, str]) -> None:
     lines = [
         "streamapp is up:",
         f"  API             http://{host}:{args.api_port}  (docs: http://{host}:{args.api_port}/docs)",
+        f"  dashboard       http://{host}:{args.api_port}/dashboard",
     ]
     for index in range(args.workers):
         url = f"http://{host}:{args.worker_port + index}"

@@ -77,6 +77,7 @@ class DashboardFeed:
         self._pages: set[asyncio.Queue[Message | None]] = set()
         self._someone_watching = asyncio.Event()
         self._last: Message | None = None
+        self._last_at = 0.0
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -100,8 +101,8 @@ class DashboardFeed:
     def page(self) -> Iterator[asyncio.Queue[Message | None]]:
         """A queue of the messages for one open page; None in it means the end."""
         queue: asyncio.Queue[Message | None] = asyncio.Queue(QUEUE_SIZE)
-        if self._last is not None:
-            queue.put_nowait(self._last)
+        if self._last is not None and time.monotonic() - self._last_at < 2 * self._interval:
+            queue.put_nowait(self._last)  # fresh: the page need not wait for the next one
         self._pages.add(queue)
         self._someone_watching.set()
         try:
@@ -126,7 +127,7 @@ class DashboardFeed:
             await self._someone_watching.wait()
             started = time.monotonic()
             message = Message("snapshot", json.dumps(await self.snapshot()))
-            self._last = message
+            self._last, self._last_at = message, time.monotonic()
             self._send(message)
             await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - started)))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -108,6 +110,17 @@ def test_dev_stack_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> No
             for n in range(3)
         )
         assert total == APPLICATIONS
+        # Either worker answers the cluster's minutes; the dashboard's stream has every part.
+        for port in (stack.worker_port, stack.worker_port + 1):
+            wait_for(
+                lambda p=port: minutes_total(f"http://127.0.0.1:{p}") == APPLICATIONS,
+                timeout=30,
+                message=f"worker on {port}: /stats/minutes/ is not {APPLICATIONS}",
+            )
+        snapshot = first_snapshot(stack.api)
+        assert sum(snapshot["minutes"].values()) == APPLICATIONS
+        assert snapshot["lag"] is not None
+        assert snapshot["outbox"] == {"backlog": 0, "oldest_seconds": 0.0}
 
         stack.process.send_signal(signal.SIGINT)  # Ctrl-C
         assert stack.process.wait(60) == 0
@@ -131,3 +144,20 @@ def test_dev_stack_stops_everything_when_a_process_dies(tmp_path: Path) -> None:
 
     assert "worker-1 exited with code -9; stopping everything" in stack.log_path.read_text()
     assert stack.leftovers() == []
+
+
+def minutes_total(worker: str) -> int | None:
+    response = httpx.get(f"{worker}/stats/minutes/", timeout=10)
+    if response.status_code != 200:
+        return None
+    return sum(minute["processed"] for minute in response.json()["minutes"])
+
+
+def first_snapshot(api: str) -> Any:
+    """The first `snapshot` event of the dashboard's stream."""
+    with httpx.stream("GET", f"{api}/events", timeout=10) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                return json.loads(line.removeprefix("data: "))
+    raise AssertionError("the event stream ended without a snapshot")
