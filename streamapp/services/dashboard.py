@@ -1,11 +1,11 @@
 """The live dashboard's feed: what `GET /dashboard` shows, pushed to every open page.
 
 Changes are pushed as they happen: the ids the processed feed announces (the workers' NOTIFY)
-and the applications this API process files. A snapshot (latest applications, busiest users,
-per-minute counts, consumer lag, outbox backlog) is taken once a second per API process while
-at least one page is open, however many are, and sent to all of them; it also brings the
-applications filed through other API processes. Every query it runs reads an index range of a
-fixed size, never a scan.
+and the applications this API process files. A snapshot (latest applications, their users and
+the busiest ones, per-minute counts, consumer lag, outbox backlog) is taken once a second per
+API process while at least one page is open, however many are, and sent to all of them; it
+also brings the applications filed through other API processes. Every query it runs reads an
+index range of a fixed size, never a scan.
 """
 
 from __future__ import annotations
@@ -40,9 +40,17 @@ SELECT a.id, u.user_name, a.description, a.status,
 FROM applications AS a JOIN users AS u ON u.id = a.user_id
 ORDER BY a.id DESC LIMIT {LATEST}
 """
-_BUSIEST_SQL = f"""
+# The users of the latest applications and the busiest ones.
+_USERS_SQL = f"""
 SELECT user_name, processed_count AS processed, {iso_timestamp("last_processed_at")}
-FROM users ORDER BY processed_count DESC, id DESC LIMIT {BUSIEST_USERS}
+FROM users WHERE id IN (
+    SELECT user_id FROM (SELECT user_id FROM applications ORDER BY id DESC LIMIT {LATEST}) AS a
+    UNION
+    SELECT id FROM (
+        SELECT id FROM users ORDER BY processed_count DESC, id DESC LIMIT {BUSIEST_USERS}
+    ) AS b
+)
+ORDER BY processed_count DESC, user_name
 """
 _MINUTES_SQL = """
 SELECT extract(epoch FROM minute)::float8 AS start, sum(processed)::bigint AS processed
@@ -149,7 +157,7 @@ class DashboardFeed:
         since = (time.time() // 60) * 60 - 59 * 60
         async with raw_connection(self._db) as connection:
             latest = await connection.fetch(_LATEST_SQL)
-            users = await connection.fetch(_BUSIEST_SQL)
+            users = await connection.fetch(_USERS_SQL)
             minutes = await connection.fetch(_MINUTES_SQL, since)
         size, oldest = await self._backlog()
         return {
