@@ -26,6 +26,7 @@ from streamapp.services import applications as applications_service
 from streamapp.services.applications import ProcessedBatch
 from streamapp.services.outbox import REQUEST_ID_HEADER
 from streamapp.stream.app import app, dead_letters, new_applications
+from streamapp.stream.batches import batches
 from streamapp.stream.tables import (
     applications_per_user,
     first_kept_minute,
@@ -47,11 +48,8 @@ async def process_applications(stream: Any) -> AsyncIterator[int]:
     """
     settings = get_settings()
     manual = stream.noack()
-    # A timed window, not "until the stream is quiet": waiting for the next record while
-    # holding unacked ones would deadlock a rebalance, which first waits for every record
-    # delivered to be acked, while the next record only comes after it.
     size, wait = settings.worker_batch_size, settings.worker_batch_wait
-    async for events in manual.noack_take(size, within=wait):
+    async for events in batches(manual, size=size, wait=wait):
         started = time.perf_counter()
         try:
             moved = await _apply(events, settings.outbox_max_backoff)
