@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
@@ -49,27 +50,37 @@ async def process_applications(stream: Any) -> AsyncIterator[int]:
     settings = get_settings()
     manual = stream.noack()
     size, wait = settings.worker_batch_size, settings.worker_batch_wait
-    async for events in batches(manual, size=size, wait=wait):
-        started = time.perf_counter()
-        try:
-            moved = await _apply(events, settings.outbox_max_backoff)
-        except RetryStopped:
-            logger.warning(
-                "left a batch of %d unacked while the database is unavailable (%s); its "
-                "records will be consumed again",
-                len(events),
-                "stopping" if app.should_stop else "rebalancing",
-            )
-            # Acks of records not declared done only release them (the stop or the
-            # rebalance waits for that): nothing is committed, they come again.
+    async with contextlib.aclosing(batches(manual, size=size, wait=wait)) as taken:
+        async for events in taken:
+            started = time.perf_counter()
+            try:
+                moved = await _apply(events, settings.outbox_max_backoff)
+            except RetryStopped:
+                logger.warning(
+                    "left a batch of %d unacked while the database is unavailable (%s); its "
+                    "records will be consumed again",
+                    len(events),
+                    "stopping" if app.should_stop else "rebalancing",
+                )
+                await _release(manual, events)
+                continue
+            except BaseException:
+                # Not processed (a bug, a cancellation): let go of the batch, or a rebalance
+                # and the stop would wait for its acks; then fail as agents do.
+                await _release(manual, events)
+                raise
+            BATCH_SECONDS.observe(time.perf_counter() - started)
+            _consumer().done(event.message for event in events)
             for event in events:
                 await manual.ack(event)
-            continue
-        BATCH_SECONDS.observe(time.perf_counter() - started)
-        _consumer().done(event.message for event in events)
-        for event in events:
-            await manual.ack(event)
-        yield moved
+            yield moved
+
+
+async def _release(stream: Any, events: Sequence[Any]) -> None:
+    """Ack records not declared done: that only lets go of them (a stop or a rebalance waits
+    for it); nothing is committed, and they are consumed again."""
+    for event in events:
+        await stream.ack(event)
 
 
 @app.timer(interval=1.0)  # type: ignore[untyped-decorator]

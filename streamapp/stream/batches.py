@@ -22,7 +22,7 @@ declared done, so never committed) and come again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 # The longest a batch is held while the stream still has events waiting for it.
@@ -31,7 +31,7 @@ HOLD_MAX = 0.25
 POLL = 0.001
 
 
-async def batches(stream: Any, *, size: int, wait: float) -> AsyncIterator[list[Any]]:
+async def batches(stream: Any, *, size: int, wait: float) -> AsyncGenerator[list[Any], None]:
     """Yield lists of at most `size` events of `stream` (a `stream.noack()`)."""
     gathered: list[Any] = []
     first_at = 0.0

@@ -20,51 +20,62 @@ from streamapp.stream.topics import partition_of, user_key
 WINDOW_SECONDS = 60.0
 WINDOW_KEPT = timedelta(hours=1)
 
-# Processed applications per user: {"processed": n, "last_processed_at": ISO 8601}. Keys are
-# bytes because bytes keys are serialized raw (a str key would become JSON and hash to another
-# partition than the user's records). With use_partitioner each changelog write goes to its
-# key's partition, so table_route finds the worker that owns it.
-applications_per_user = app.Table(
-    "applications_per_user",
-    key_type=bytes,
-    use_partitioner=True,
-    help="Processed applications per user, and when the last one was processed",
-)
 
+class UserTable(faust.Table):  # type: ignore[type-arg]
+    """A table whose rows go to the partition of the user in their key, named explicitly.
 
-class UserWindowedTable(faust.Table):  # type: ignore[type-arg]
-    """A windowed table keyed by user name whose rows go to the user's partition.
-
-    A windowed key is (user_name, (start, end)) and is serialized as JSON, so the producer's
-    partitioner would hash the whole pair and scatter one user's windows over every
-    partition, away from the worker that counts them. Faust's other choice, the partition of
-    the current event, does not fit batches either. So the partition is derived from the user
-    name, as the topic's partitioner does for the user's records.
+    Keys are the user's name: as raw bytes (the key of the user's records), or first in a
+    windowed key (user_name, (start, end)). Faust's choices do not fit: its partitioner
+    would hash a windowed key's whole JSON and scatter one user's windows over every
+    partition, away from the worker that counts them, and it needs the changelog topic's
+    metadata in hand (a fresh worker's first batch crashed on it); the partition of the
+    current event has no meaning for a batch. So the partition is derived from the user name
+    as the topic's partitioner does for the user's records.
     """
 
     def partition_for_key(self, key: Any) -> int:
-        user_name, _window = key
-        return user_partition(user_name, self.app.conf.topic_partitions)
+        user = key[0] if isinstance(key, tuple) else key
+        name = user if isinstance(user, bytes) else user_key(user)
+        return user_partition(name, self.app.conf.topic_partitions)
 
 
 @lru_cache(maxsize=65536)
-def user_partition(user_name: str, partitions: int) -> int:
-    """The partition of a user's records and rows."""
-    return partition_of(user_key(user_name), partitions)
+def user_partition(key: bytes, partitions: int) -> int:
+    """The partition of a user's records and rows, by the user's key."""
+    return partition_of(key, partitions)
 
+
+def _table(table: UserTable) -> UserTable:
+    app.tables.add(table)
+    return table
+
+
+# Processed applications per user: {"processed": n, "last_processed_at": ISO 8601}. Keys are
+# bytes, serialized raw as the records' keys are, so table_route's look-up of a key's
+# partition (Faust's partitioner) finds the same partition as the writes.
+applications_per_user = _table(
+    UserTable(
+        app,
+        name="applications_per_user",
+        key_type=bytes,
+        beacon=app.tables.beacon,
+        help="Processed applications per user, and when the last one was processed",
+    )
+)
 
 # Processed applications per user and minute of created_at (event time), kept for an hour.
 # A minute's count for the whole cluster is the sum over users, which live on every worker:
 # the /stats/minutes/ view asks each worker for its part.
-_per_user_minute = UserWindowedTable(
-    app,
-    name="processed_per_minute",
-    key_type=str,
-    default=int,
-    beacon=app.tables.beacon,
-    help="Processed applications per user and minute of creation, for the last hour",
+_per_user_minute = _table(
+    UserTable(
+        app,
+        name="processed_per_minute",
+        key_type=str,
+        default=int,
+        beacon=app.tables.beacon,
+        help="Processed applications per user and minute of creation, for the last hour",
+    )
 )
-app.tables.add(_per_user_minute)
 processed_per_minute = cast(
     WindowWrapper, _per_user_minute.tumbling(WINDOW_SECONDS, expires=WINDOW_KEPT)
 )
@@ -104,6 +115,6 @@ def minute_counts(partitions: set[int], now: float) -> dict[float, int]:
     size = app.conf.topic_partitions
     counts: dict[float, int] = {}
     for (user_name, (start, _end)), processed in list(_per_user_minute.data.items()):
-        if start >= oldest and user_partition(user_name, size) in partitions:
+        if start >= oldest and user_partition(user_key(user_name), size) in partitions:
             counts[start] = counts.get(start, 0) + processed
     return counts
