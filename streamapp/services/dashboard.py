@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,8 +120,11 @@ class DashboardFeed:
             if not self._pages:
                 self._someone_watching.clear()
 
-    def application_filed(self, application: Mapping[str, Any]) -> None:
-        self._send(Message("created", json.dumps(application, default=str)))
+    def application_filed(self, application: Callable[[], Mapping[str, Any]]) -> None:
+        """Tell the open pages of a new application (given lazily: most POSTs have no page
+        to tell)."""
+        if self._pages:
+            self._send(Message("created", json.dumps(application(), default=str)))
 
     def applications_processed(self, ids: Sequence[int]) -> None:
         self._send(Message("processed", json.dumps({"ids": list(ids), "at": time.time()})))

@@ -66,7 +66,7 @@ async def create_application(
         case Created(event=event):
             APPLICATIONS_CREATED.inc()
             outbox.publish_soon(event)
-            dashboard.application_filed(application.model_dump(mode="json"))
+            dashboard.application_filed(lambda: application.model_dump(mode="json"))
         case Replayed():
             headers["Idempotent-Replayed"] = "true"
     body = ApplicationCreatedResponse(id=application.id, application=application)
