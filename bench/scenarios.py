@@ -351,19 +351,11 @@ async def _drain_with_plain_consumer(
 async def latency(stack: Stack, sizes: Sizes) -> list[Figure]:
     """POST at a steady rate with one worker; time from stored to processed, in PostgreSQL."""
     url = await stack.database("latency")
-    env = stack.env(url)
-    worker = start_worker(env)
-    with running(worker):
-        wait_assigned([worker])
-        api = start_api(env)
-        with running(api):
-            limits = httpx.Limits(max_connections=64)
-            async with httpx.AsyncClient(base_url=api.url, timeout=10, limits=limits) as client:
-                count = int(sizes.latency_rate * sizes.latency_seconds)
-                users = [f"lat-{n}" for n in range(100)]
-                ids = await steady_posts(client, users, count, sizes.latency_rate)
-            await asyncio.sleep(2)
-            delays = await _delays_ms(url, ids)
+    # A broker of its own: the last drain's broker still holds records its workers had not
+    # committed when they stopped, and a worker here would first dead-letter those (they
+    # name no application in this database) while the new ones waited behind them.
+    with stack.fresh_kafka():
+        delays = await _timed_posts(stack, url, sizes)
     p50 = statistics.median(delays)
     p99 = _quantile(delays, 0.99)
     return [
@@ -378,6 +370,23 @@ async def latency(stack: Stack, sizes: Sizes) -> list[Figure]:
             notes={"p50_ms": p50, "max_ms": max(delays), "applications": len(delays)},
         )
     ]
+
+
+async def _timed_posts(stack: Stack, url: str, sizes: Sizes) -> list[float]:
+    """POST at the latency rate with one worker; each application's stored-to-processed ms."""
+    env = stack.env(url)
+    worker = start_worker(env)
+    with running(worker):
+        wait_assigned([worker])
+        api = start_api(env)
+        with running(api):
+            limits = httpx.Limits(max_connections=64)
+            async with httpx.AsyncClient(base_url=api.url, timeout=10, limits=limits) as client:
+                count = int(sizes.latency_rate * sizes.latency_seconds)
+                users = [f"lat-{n}" for n in range(100)]
+                ids = await steady_posts(client, users, count, sizes.latency_rate)
+            await asyncio.sleep(2)
+            return await _delays_ms(url, ids)
 
 
 async def _delays_ms(url: str, ids: list[int]) -> list[float]:
