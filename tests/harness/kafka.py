@@ -109,9 +109,7 @@ class ApacheKafka:
         properties = self.workdir / "server.properties"
         if not self._formatted:
             properties.write_text(self._properties())
-            storage_tool = ["kafka.tools.StorageTool", "format"]
-            storage_tool += [] if self.voters else ["--standalone"]
-            self._java(classpath, *storage_tool, "-t", self.cluster_id, "-c", str(properties))
+            self._format(classpath, properties)
             self._formatted = True
         self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         # A small, fast-starting JVM: the test broker holds little data.
@@ -140,6 +138,26 @@ class ApacheKafka:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _format(self, classpath: str, properties: Path) -> None:
+        """Format the storage. A failed format is tried once more (with a new cluster id
+        when the broker is alone): one CI run out of many saw it fail, reason unknown, so
+        the tool's output is logged."""
+        storage_tool = ["kafka.tools.StorageTool", "format"]
+        storage_tool += [] if self.voters else ["--standalone"]
+        for attempt in (1, 2):
+            try:
+                self._java(classpath, *storage_tool, "-t", self.cluster_id, "-c", str(properties))
+                return
+            except subprocess.CalledProcessError as exc:
+                output = (exc.stdout or b"").decode(errors="replace")
+                output += (exc.stderr or b"").decode(errors="replace")
+                logger.warning("formatting Kafka storage failed (%s): %s", self.cluster_id, output)
+                if attempt == 2:
+                    raise
+                shutil.rmtree(self.workdir / "data", ignore_errors=True)
+                if not self.voters:
+                    self.cluster_id = new_cluster_id()
 
     def _java(self, classpath: str, main: str, *args: str) -> None:
         subprocess.run(
