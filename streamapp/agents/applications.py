@@ -21,6 +21,7 @@ from streamapp.metrics import (
     RECORDS_DEAD_LETTERED,
     RECORDS_PROCESSED,
 )
+from streamapp.minutes import first_kept_minute
 from streamapp.models.records import ApplicationCreated, InvalidRecord, decode_application
 from streamapp.retry import Backoff, RetryStopped, retry
 from streamapp.services import applications as applications_service
@@ -30,7 +31,6 @@ from streamapp.stream.app import app, dead_letters, new_applications
 from streamapp.stream.batches import batches
 from streamapp.stream.tables import (
     applications_per_user,
-    first_kept_minute,
     set_minute_count,
 )
 from streamapp.stream.topics import user_key

@@ -22,6 +22,7 @@ from typing import Any
 from databases import Database
 
 from streamapp.db import UNAVAILABLE_ERRORS, raw_connection
+from streamapp.minutes import first_kept_minute
 from streamapp.services.paging import iso_timestamp
 from streamapp.stream.lag import GroupLag
 
@@ -157,7 +158,7 @@ class DashboardFeed:
         }
 
     async def _from_database(self) -> dict[str, Any]:
-        since = (time.time() // 60) * 60 - 59 * 60
+        since = first_kept_minute(time.time())
         async with raw_connection(self._db) as connection:
             latest = await connection.fetch(_LATEST_SQL)
             users = await connection.fetch(_USERS_SQL)

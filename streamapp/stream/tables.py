@@ -7,18 +7,15 @@ for the user's rows, and a row is in exactly one changelog partition.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from functools import lru_cache
 from typing import Any, cast
 
 import faust
 from faust.tables.wrappers import WindowWrapper
 
+from streamapp.minutes import WINDOW_KEPT, WINDOW_SECONDS, first_kept_minute
 from streamapp.stream.app import app
 from streamapp.stream.topics import partition_of, user_key
-
-WINDOW_SECONDS = 60.0
-WINDOW_KEPT = timedelta(hours=1)
 
 
 class UserTable(faust.Table):  # type: ignore[type-arg]
@@ -101,11 +98,6 @@ def user_stats(value: Any) -> dict[str, Any]:
             "last_processed_at": value.get("last_processed_at"),
         }
     return {"processed": 0, "last_processed_at": None}
-
-
-def first_kept_minute(now: float) -> float:
-    """The start of the oldest of the 60 minutes shown (the current one is the newest)."""
-    return (now // WINDOW_SECONDS) * WINDOW_SECONDS - WINDOW_KEPT.total_seconds() + WINDOW_SECONDS
 
 
 def minute_counts(partitions: set[int], now: float) -> dict[float, int]:

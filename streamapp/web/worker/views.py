@@ -14,11 +14,10 @@ from faust import web
 from faust.types import TP
 
 from streamapp.metrics import CONSUMER_LAG, exposition
+from streamapp.minutes import minutes_shown
 from streamapp.stream.app import app
 from streamapp.stream.tables import (
-    WINDOW_SECONDS,
     applications_per_user,
-    first_kept_minute,
     minute_counts,
     processed_per_minute,
     user_stats,
@@ -135,18 +134,13 @@ async def _part_of(url: str) -> dict[str, Any]:
 
 def _minute_list(counts: dict[float, int]) -> list[dict[str, Any]]:
     """Every minute of the kept hour, oldest first, with its count (0 where none)."""
-    first = first_kept_minute(time.time())
-    minutes = []
-    start = first
-    while start <= first + 59 * WINDOW_SECONDS:
-        minutes.append(
-            {
-                "minute": datetime.fromtimestamp(start, UTC).isoformat().replace("+00:00", "Z"),
-                "processed": counts.get(start, 0),
-            }
-        )
-        start += WINDOW_SECONDS
-    return minutes
+    return [
+        {
+            "minute": datetime.fromtimestamp(start, UTC).isoformat().replace("+00:00", "Z"),
+            "processed": counts.get(start, 0),
+        }
+        for start in minutes_shown(time.time())
+    ]
 
 
 @stats.route("/", name="summary")
