@@ -227,21 +227,26 @@ async def create(
                 request_id,
             )
             if row is not None:
-                application = {column: row[column] for column in _APPLICATION_COLUMNS}
-                event = OutboxEvent(
-                    row["outbox_id"],
-                    row["topic"],
-                    row["key"],
-                    row["payload"].encode(),
-                    row["request_id"],
-                    row["created"],
-                )
-                return Created(application, event)
+                return created_from_row(row)
             if idempotency_key is not None:
                 first = await connection.fetchrow(_BY_IDEMPOTENCY_KEY_SQL, idempotency_key)
                 if first is not None:
                     return _replay(dict(first), fingerprint)
     raise RuntimeError("could not store the application after repeated user-creation races")
+
+
+def created_from_row(row: Any) -> Created:
+    """The result of a create statement's row: the application and its outbox event."""
+    application = {column: row[column] for column in _APPLICATION_COLUMNS}
+    event = OutboxEvent(
+        row["outbox_id"],
+        row["topic"],
+        row["key"],
+        row["payload"].encode(),
+        row["request_id"],
+        row["created"],
+    )
+    return Created(application, event)
 
 
 def _replay(first: dict[str, Any], fingerprint: str | None) -> Replayed:

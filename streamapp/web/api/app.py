@@ -16,6 +16,7 @@ from streamapp import __version__
 from streamapp.config import Settings, get_settings
 from streamapp.db import connect, create_database
 from streamapp.services.dashboard import DashboardFeed
+from streamapp.services.filing import Filer
 from streamapp.services.outbox import Outbox
 from streamapp.services.processed_feed import ProcessedFeed
 from streamapp.stream.lag import GroupLag
@@ -51,6 +52,7 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         redeliver_after=settings.redeliver_after,
     )
     await outbox.start()
+    filer = Filer(db, topic=NEW_APPLICATIONS, publish=outbox.publish_soon)
     feed = ProcessedFeed(settings.asyncpg_dsn, settings.outbox_max_backoff)
     dashboard = DashboardFeed(
         db=db,
@@ -61,6 +63,7 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
     await feed.start()
     await dashboard.start()
     api.state.db, api.state.outbox, api.state.producer = db, outbox, producer
+    api.state.filer = filer
     api.state.processed_feed, api.state.dashboard = feed, dashboard
     # What start-up allocated lives as long as the process: keep it out of every collection.
     gc.freeze()
@@ -70,6 +73,7 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
     finally:
         await dashboard.stop()
         await feed.stop()
+        await filer.close()
         await outbox.stop()
         await producer.stop()
         await db.disconnect()

@@ -16,6 +16,7 @@ from fastapi import Depends, Header, Request
 from streamapp.errors import ApiKeyRequired
 from streamapp.models.tables import IDEMPOTENCY_KEY_MAX
 from streamapp.services.dashboard import DashboardFeed
+from streamapp.services.filing import Filer
 from streamapp.services.outbox import Outbox
 from streamapp.services.processed_feed import ProcessedFeed
 from streamapp.web.api.pagination import Pagination, get_pagination
@@ -29,6 +30,11 @@ async def get_db(request: Request) -> Database:
 async def get_outbox(request: Request) -> Outbox:
     outbox: Outbox = request.app.state.outbox
     return outbox
+
+
+async def get_filer(request: Request) -> Filer:
+    filer: Filer = request.app.state.filer
+    return filer
 
 
 def key_digests(keys: tuple[str, ...]) -> tuple[bytes, ...]:
@@ -77,6 +83,7 @@ IdempotencyKey = Annotated[
 ]
 DatabaseDep = Annotated[Database, Depends(get_db)]
 OutboxDep = Annotated[Outbox, Depends(get_outbox)]
+FilerDep = Annotated[Filer, Depends(get_filer)]
 DashboardDep = Annotated[DashboardFeed, Depends(get_dashboard)]
 ProcessedFeedDep = Annotated[ProcessedFeed, Depends(get_processed_feed)]
 PaginationDep = Annotated[Pagination, Depends(get_pagination)]

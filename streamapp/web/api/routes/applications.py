@@ -19,12 +19,11 @@ from streamapp.models.schemas import (
 )
 from streamapp.services import applications as applications_service
 from streamapp.services.applications import Created, Replayed
-from streamapp.stream.topics import NEW_APPLICATIONS
 from streamapp.web.api.deps import (
     DashboardDep,
     DatabaseDep,
+    FilerDep,
     IdempotencyKey,
-    OutboxDep,
     PaginationDep,
     ProcessedFeedDep,
     require_api_key,
@@ -47,25 +46,19 @@ ApplicationId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 )
 async def create_application(
     application_in: ApplicationCreate,
-    db: DatabaseDep,
-    outbox: OutboxDep,
+    filer: FilerDep,
     dashboard: DashboardDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """File an application: store it and publish it to `new_applications`."""
-    result = await applications_service.create(
-        db=db,
-        application_in=application_in,
-        topic=NEW_APPLICATIONS,
-        idempotency_key=idempotency_key,
-        request_id=current_request_id.get(),
+    result = await filer.file(
+        application_in, idempotency_key=idempotency_key, request_id=current_request_id.get()
     )
     application = ApplicationPublic.model_validate(result.application)
     headers = {"Location": f"/applications/{application.id}"}
     match result:
-        case Created(event=event):
+        case Created():
             APPLICATIONS_CREATED.inc()
-            outbox.publish_soon(event)
             dashboard.application_filed(lambda: application.model_dump(mode="json"))
         case Replayed():
             headers["Idempotent-Replayed"] = "true"

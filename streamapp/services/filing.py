@@ -1,0 +1,220 @@
+"""Filing applications many to a statement (group commit).
+
+Each application goes into the next statement to start, together with those of every request
+that arrived while the statements before it ran. A lone request is stored at once; under load
+one statement (one round trip, one commit, one WAL flush) stores dozens. Each request still
+gets its own answer, after the commit that stored its application.
+
+An application the batch could not store goes through the one-row statement on its own:
+an Idempotency-Key already taken (a retry: replayed, or 409), the same new user created by a
+concurrent request, or an error of the batch that is not the database being unavailable. So
+one bad row never fails the others, and every outcome is the one-row statement's.
+
+Each stored application's event is queued for publishing as soon as it is committed, whether
+or not its request is still waiting for the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from databases import Database
+
+from streamapp.db import UNAVAILABLE_ERRORS, raw_connection
+from streamapp.models.schemas import ApplicationCreate
+from streamapp.services import applications
+from streamapp.services.applications import (
+    EVENT_JSON,
+    Created,
+    Replayed,
+    created_from_row,
+    request_hash,
+)
+from streamapp.services.outbox import OutboxEvent
+
+logger = logging.getLogger(__name__)
+
+# Statements in flight at once: one running while the next fills is what lets batches form;
+# a second keeps both cores of the database busy. More only queue on the pool.
+IN_FLIGHT = 2
+# The most applications one statement stores.
+MAX_BATCH = 500
+
+# Like the one-row statement (applications._CREATE_SQL), for arrays of applications: ids are
+# drawn in arrival order before anything is inserted, so each result row is matched to its
+# request by position. New users and keyed applications are inserted in key order, so two
+# concurrent batches always take their unique-index locks in the same order (no deadlock).
+# A row is missing from the result when its Idempotency-Key is taken (or repeated in the
+# batch), or when a concurrent statement created its new user meanwhile.
+_CREATE_MANY_SQL = f"""
+WITH input AS MATERIALIZED (
+    SELECT nextval(pg_get_serial_sequence('applications', 'id'))::integer AS id, i.*
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+         WITH ORDINALITY AS i (user_name, description, idempotency_key, request_hash,
+                               request_id, position)
+), named AS (
+    SELECT DISTINCT user_name FROM input
+), existing_user AS (
+    SELECT users.id, users.user_name FROM users JOIN named USING (user_name)
+), new_user AS (
+    INSERT INTO users (user_name)
+    SELECT user_name FROM named
+    WHERE user_name NOT IN (SELECT user_name FROM existing_user)
+    ORDER BY user_name
+    ON CONFLICT (user_name) DO NOTHING
+    RETURNING id, user_name
+), the_user AS (
+    SELECT id, user_name FROM existing_user UNION ALL SELECT id, user_name FROM new_user
+), inserted AS (
+    INSERT INTO applications (id, user_id, description, idempotency_key, request_hash)
+    SELECT input.id, the_user.id, input.description, input.idempotency_key, input.request_hash
+    FROM input JOIN the_user USING (user_name)
+    ORDER BY input.idempotency_key NULLS FIRST, input.id
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id, user_id, description, status, created_at, processed_at
+), filed AS (
+    SELECT inserted.*, input.user_name, input.request_id, input.position
+    FROM inserted JOIN input USING (id)
+), queued AS (
+    INSERT INTO outbox (topic, key, application_id, payload, request_id)
+    SELECT $6, user_name, id, {EVENT_JSON}, request_id FROM filed ORDER BY id
+    RETURNING id, application_id, topic, key, payload::text AS payload, request_id,
+              extract(epoch FROM created_at)::float8 AS created
+)
+SELECT filed.position, filed.id, filed.user_id, filed.user_name, filed.description,
+       filed.status, filed.created_at, filed.processed_at, queued.id AS outbox_id,
+       queued.topic, queued.key, queued.payload, queued.request_id, queued.created
+FROM filed JOIN queued ON queued.application_id = filed.id
+"""
+
+
+@dataclass(slots=True)
+class _Filing:
+    """One request's application, and the future its answer is set on."""
+
+    application_in: ApplicationCreate
+    idempotency_key: str | None
+    request_id: str | None
+    fingerprint: str | None
+    answer: asyncio.Future[Created | Replayed] = field(repr=False)
+
+    def resolve(self, result: Created | Replayed) -> None:
+        if not self.answer.done():  # its request may have been cancelled meanwhile
+            self.answer.set_result(result)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(error)
+
+
+class Filer:
+    """Stores applications with their outbox events, many per statement."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        topic: str,
+        publish: Callable[[OutboxEvent], None],
+        max_batch: int = MAX_BATCH,
+        in_flight: int = IN_FLIGHT,
+    ) -> None:
+        self._db = db
+        self._topic = topic
+        self._publish = publish
+        self._max_batch = max_batch
+        self._in_flight = in_flight
+        self._waiting: list[_Filing] = []
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def file(
+        self,
+        application_in: ApplicationCreate,
+        *,
+        idempotency_key: str | None = None,
+        request_id: str | None = None,
+    ) -> Created | Replayed:
+        """Store an application and queue its event; replay the first result for a reused key.
+
+        Raises what the one-row statement raises (IdempotencyKeyReused, the database's errors).
+        """
+        fingerprint = request_hash(application_in) if idempotency_key else None
+        answer: asyncio.Future[Created | Replayed] = asyncio.get_running_loop().create_future()
+        filing = _Filing(application_in, idempotency_key, request_id, fingerprint, answer)
+        self._waiting.append(filing)
+        if len(self._running) < self._in_flight:
+            task = asyncio.create_task(self._store_waiting(), name="filer")
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        return await answer
+
+    async def close(self) -> None:
+        """Wait for the statements in flight, so their events are queued before the outbox
+        stops."""
+        while self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _store_waiting(self) -> None:
+        while self._waiting:
+            batch = self._waiting[: self._max_batch]
+            del self._waiting[: self._max_batch]
+            try:
+                await self._store(batch)
+            except BaseException as exc:  # cancelled at shutdown: nobody is left hanging
+                for filing in batch:
+                    filing.fail(exc)
+                raise
+
+    async def _store(self, batch: list[_Filing]) -> None:
+        try:
+            stored = await self._insert(batch) if len(batch) > 1 else {}
+        except UNAVAILABLE_ERRORS as exc:
+            for filing in batch:
+                filing.fail(exc)
+            return
+        except Exception:
+            logger.warning("storing %d applications at once failed; one by one", len(batch))
+            stored = {}
+        alone = []
+        for position, filing in enumerate(batch, start=1):
+            created = stored.get(position)
+            if created is None:
+                alone.append(filing)
+            else:
+                self._publish(created.event)
+                filing.resolve(created)
+        if alone:
+            await asyncio.gather(*(self._store_alone(filing) for filing in alone))
+
+    async def _insert(self, batch: Sequence[_Filing]) -> dict[int, Created]:
+        """Store the batch in one statement; return what it stored, by position (from 1)."""
+        async with raw_connection(self._db) as connection:
+            rows = await connection.fetch(
+                _CREATE_MANY_SQL,
+                [f.application_in.user_name for f in batch],
+                [f.application_in.description for f in batch],
+                [f.idempotency_key for f in batch],
+                [f.fingerprint for f in batch],
+                [f.request_id for f in batch],
+                self._topic,
+            )
+        return {row["position"]: created_from_row(row) for row in rows}
+
+    async def _store_alone(self, filing: _Filing) -> None:
+        try:
+            result = await applications.create(
+                db=self._db,
+                application_in=filing.application_in,
+                topic=self._topic,
+                idempotency_key=filing.idempotency_key,
+                request_id=filing.request_id,
+            )
+        except Exception as exc:
+            filing.fail(exc)
+            return
+        if isinstance(result, Created):
+            self._publish(result.event)
+        filing.resolve(result)
