@@ -301,12 +301,22 @@ async def _drain_with_workers(
     stack: Stack, url: str, total: int, count: int
 ) -> tuple[float, float]:
     started = time.monotonic()
-    env = stack.env(url)
+    env = stack.env(url, LOG_LEVEL="INFO")
     workers = [start_worker(env, wait=False) for _ in range(count)]
     with running(*workers):
         first, last = await _watch(url, total, started)
+    for worker in workers:
+        _report_rereads(worker.log())
     # The rate while the workers process (group joins are the first figure, not this one).
     return total / max(last - first, 1e-3), first
+
+
+def _report_rereads(log: str) -> None:
+    """Log what slows a drain down that is not processing: rebalances and re-reads."""
+    generations = log.count("Successfully synced group")
+    rereads = log.count("records were skipped")
+    jumps = log.count("the fetch jumped over")
+    logger.info("worker: %d generations, %d fetch jumps, %d re-reads", generations, jumps, rereads)
 
 
 _UPDATE_SQL = """
