@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from databases import Database
 
 from streamapp.db import UNAVAILABLE_ERRORS, raw_connection
 from streamapp.minutes import first_kept_minute
+from streamapp.models.schemas import ApplicationPublic
 from streamapp.services.paging import iso_timestamp
 from streamapp.stream.lag import GroupLag
 
@@ -121,11 +122,12 @@ class DashboardFeed:
             if not self._pages:
                 self._someone_watching.clear()
 
-    def application_filed(self, application: Callable[[], Mapping[str, Any]]) -> None:
-        """Tell the open pages of a new application (given lazily: most POSTs have no page
-        to tell)."""
+    def application_filed(self, application: Mapping[str, Any]) -> None:
+        """Tell the open pages of a new application (a stored row; shown as the API shows
+        it, and only built when a page is open: most POSTs have none to tell)."""
         if self._pages:
-            self._send(Message("created", json.dumps(application(), default=str)))
+            shown = ApplicationPublic.model_validate(application).model_dump_json()
+            self._send(Message("created", shown))
 
     def applications_processed(self, ids: Sequence[int]) -> None:
         self._send(Message("processed", json.dumps({"ids": list(ids), "at": time.time()})))

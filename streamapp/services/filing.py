@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from databases import Database
 
 from streamapp.db import UNAVAILABLE_ERRORS, raw_connection
+from streamapp.metrics import APPLICATIONS_CREATED
 from streamapp.models.schemas import ApplicationCreate
 from streamapp.services import applications
 from streamapp.services.applications import (
@@ -129,6 +131,11 @@ class Filer:
         self._in_flight = in_flight
         self._waiting: list[_Filing] = []
         self._running: set[asyncio.Task[None]] = set()
+        self._listeners: list[Callable[[Mapping[str, Any]], None]] = []
+
+    def add_listener(self, listener: Callable[[Mapping[str, Any]], None]) -> None:
+        """Call `listener` with each application this filer stores, once committed."""
+        self._listeners.append(listener)
 
     async def file(
         self,
@@ -184,7 +191,7 @@ class Filer:
             if created is None:
                 alone.append(filing)
             else:
-                self._publish(created.event)
+                self._filed(created)
                 filing.resolve(created)
         if alone:
             await asyncio.gather(*(self._store_alone(filing) for filing in alone))
@@ -216,5 +223,11 @@ class Filer:
             filing.fail(exc)
             return
         if isinstance(result, Created):
-            self._publish(result.event)
+            self._filed(result)
         filing.resolve(result)
+
+    def _filed(self, created: Created) -> None:
+        APPLICATIONS_CREATED.inc()
+        self._publish(created.event)
+        for listener in self._listeners:
+            listener(created.application)

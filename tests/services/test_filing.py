@@ -12,19 +12,37 @@ import asyncpg
 import pytest
 from databases import Database
 
+from streamapp import migrate
 from streamapp.errors import IdempotencyKeyReused
 from streamapp.models.schemas import ApplicationCreate
 from streamapp.services.applications import Created, Replayed
 from streamapp.services.filing import Filer
 from streamapp.services.outbox import OutboxEvent
+from tests.harness.postgres import PostgresServer
 
 TOPIC = "filing-test"
 
 
+@pytest.fixture(scope="module")
+async def filing_database(postgres: PostgresServer) -> AsyncIterator[str]:
+    """A database of its own: no API's outbox relay sends what these tests store."""
+    url = await postgres.create_database()
+    await asyncio.to_thread(migrate.upgrade, url)
+    yield url
+    await postgres.drop_database(url)
+
+
 @pytest.fixture
-async def filed(database_url: str) -> AsyncIterator[tuple[Filer, list[OutboxEvent]]]:
+async def pg(filing_database: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(filing_database, min_size=1, max_size=2)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def filed(filing_database: str) -> AsyncIterator[tuple[Filer, list[OutboxEvent]]]:
     """A filer on its own pool, and the events it queued for publishing."""
-    db = Database(database_url, min_size=2, max_size=4)
+    db = Database(filing_database, min_size=2, max_size=4)
     await db.connect()
     published: list[OutboxEvent] = []
     try:

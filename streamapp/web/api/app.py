@@ -60,6 +60,7 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         backlog=outbox.measure_backlog,
     )
     feed.add_listener(dashboard.applications_processed)
+    filer.add_listener(dashboard.application_filed)
     await feed.start()
     await dashboard.start()
     api.state.db, api.state.outbox, api.state.producer = db, outbox, producer

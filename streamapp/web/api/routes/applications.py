@@ -9,7 +9,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from streamapp.logs import current_request_id
-from streamapp.metrics import APPLICATIONS_CREATED
 from streamapp.models.schemas import (
     ApplicationCreate,
     ApplicationCreatedResponse,
@@ -18,9 +17,8 @@ from streamapp.models.schemas import (
     UserName,
 )
 from streamapp.services import applications as applications_service
-from streamapp.services.applications import Created, Replayed
+from streamapp.services.applications import Replayed
 from streamapp.web.api.deps import (
-    DashboardDep,
     DatabaseDep,
     FilerDep,
     IdempotencyKey,
@@ -45,10 +43,7 @@ ApplicationId = Annotated[int, Path(ge=1, le=2**31 - 1)]
     dependencies=[Depends(require_api_key)],
 )
 async def create_application(
-    application_in: ApplicationCreate,
-    filer: FilerDep,
-    dashboard: DashboardDep,
-    idempotency_key: IdempotencyKey = None,
+    application_in: ApplicationCreate, filer: FilerDep, idempotency_key: IdempotencyKey = None
 ) -> Response:
     """File an application: store it and publish it to `new_applications`."""
     result = await filer.file(
@@ -56,12 +51,8 @@ async def create_application(
     )
     application = ApplicationPublic.model_validate(result.application)
     headers = {"Location": f"/applications/{application.id}"}
-    match result:
-        case Created():
-            APPLICATIONS_CREATED.inc()
-            dashboard.application_filed(lambda: application.model_dump(mode="json"))
-        case Replayed():
-            headers["Idempotent-Replayed"] = "true"
+    if isinstance(result, Replayed):
+        headers["Idempotent-Replayed"] = "true"
     body = ApplicationCreatedResponse(id=application.id, application=application)
     return json_response(body, status.HTTP_201_CREATED, headers)
 
