@@ -105,11 +105,15 @@ def test_dev_stack_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> No
         wait_for(all_processed, timeout=60, message="applications not processed")
         worker = f"http://127.0.0.1:{stack.worker_port}"
         assert httpx.get(f"http://127.0.0.1:{stack.worker_port + 1}/stats/").status_code == 200
-        total = sum(
-            httpx.get(f"{worker}/stats/users/smoke-{n}/", timeout=10).json()["processed"]
-            for n in range(3)
-        )
-        assert total == APPLICATIONS
+
+        def counted() -> int:
+            return sum(
+                httpx.get(f"{worker}/stats/users/smoke-{n}/", timeout=10).json()["processed"]
+                for n in range(3)
+            )
+
+        # The tables take the counts at most every half second after PostgreSQL.
+        wait_for(lambda: counted() == APPLICATIONS, timeout=10, message="counts not in tables")
         # Either worker answers the cluster's minutes; the dashboard's stream has every part.
         for port in (stack.worker_port, stack.worker_port + 1):
             wait_for(
