@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 # What a batch of undecodable records did.
 NOTHING_DONE = ProcessedBatch(frozenset(), frozenset(), {}, {})
 table_writes = TableWrites()
+app.before_stop.append(table_writes.write)
 
 
 @app.agent(new_applications)

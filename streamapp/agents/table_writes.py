@@ -63,6 +63,8 @@ class TableWrites:
     async def write(self) -> None:
         """Write the held counts (only what changed), then ack their batches' events."""
         users, minutes, events = self._take()
+        if not events:
+            return
         _write_users(users)
         _write_minutes(minutes)
         cast(Consumer, app.consumer).done(event.message for event in events)
