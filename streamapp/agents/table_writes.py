@@ -58,7 +58,10 @@ class TableWrites:
         """Whether the held counts should be written now."""
         if not self._events:
             return False
-        return app.rebalancing or time.monotonic() - self._since >= WRITE_INTERVAL
+        # A rebalance and a stop wait for the held events' acks.
+        if app.rebalancing or app.should_stop:
+            return True
+        return time.monotonic() - self._since >= WRITE_INTERVAL
 
     async def write(self) -> None:
         """Write the held counts (only what changed), then ack their batches' events."""
