@@ -212,9 +212,14 @@ async def create(
     topic: str,
     idempotency_key: str | None = None,
     request_id: str | None = None,
+    fingerprint: str | None = None,
 ) -> Created | Replayed:
-    """Store an application and its outbox event; replay the first result for a reused key."""
-    fingerprint = request_hash(application_in) if idempotency_key else None
+    """Store an application and its outbox event; replay the first result for a reused key.
+
+    `fingerprint` is the request's `request_hash`, when the caller has it already.
+    """
+    if idempotency_key and fingerprint is None:
+        fingerprint = request_hash(application_in)
     async with raw_connection(db) as connection:
         for _ in range(_CREATE_ATTEMPTS):
             row = await connection.fetchrow(

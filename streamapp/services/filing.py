@@ -218,6 +218,7 @@ class Filer:
                 topic=self._topic,
                 idempotency_key=filing.idempotency_key,
                 request_id=filing.request_id,
+                fingerprint=filing.fingerprint,
             )
         except Exception as exc:
             filing.fail(exc)

@@ -20,6 +20,8 @@ from streamapp.stream.transport import Transport
 
 APP_ID = "streamapp"
 BROKER_UNAVAILABLE_ERRORS = (KafkaError, OSError, TimeoutError)
+# How long a producer waits for more records to share a produce request with (seconds).
+PRODUCER_LINGER = 0.005
 
 
 class StreamApp(faust.App):
@@ -56,9 +58,6 @@ class StreamApp(faust.App):
         if self.database is not None:
             await self.database.disconnect()
             self.database = None
-
-
-PRODUCER_LINGER = 0.005
 
 
 app = StreamApp(
