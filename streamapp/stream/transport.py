@@ -33,9 +33,18 @@ every message with `await self.wait_first(deliver(message), self.suspend_flow.wa
 which starts four tasks per message so that a rebalance can interrupt a delivery blocked on a
 full stream buffer. While the flow is not suspended, this consumer awaits the delivery
 directly: that machinery took a sixth of a worker's main thread and halved its drain rate. A
-rebalance still cancels the fetcher (Faust stops and restarts it around the recovery), so a
-blocked delivery ends then; a message it delivers late is of a past generation, which the
-stream skips, and which the ack filter above keeps uncommitted.
+rebalance does not stop the fetcher, but it clears the stream buffers, which cancels a delivery
+waiting for room in one; a message delivered late is of a past generation, which the stream
+skips, and which the ack filter above keeps uncommitted.
+
+And it gives back what a fetch took for partitions it no longer reads. Faust's fetcher asks
+aiokafka for the records of its active partitions, a set it changes in place while the fetch
+waits (up to a second, and across a whole rebalance). The recovery pauses every partition and
+seeks the changelogs to where their tables start; a fetch that spans that moment reads them
+with an empty set, which aiokafka takes for "all partitions", and Faust drops what is not
+active: those changelog records were consumed and never applied, and the recovery waited for
+them for good ("No event received for active tp ... since recovery start"). So such records
+are put back (`rewind_unwanted`): each partition is sought back to the first one returned.
 """
 
 from __future__ import annotations
@@ -43,9 +52,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping, Set
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, Message
@@ -60,6 +70,9 @@ logger = logging.getLogger(__name__)
 # How long a partition's commits may stay stuck before it is read again: far longer than a
 # batch takes, so records merely still in flight are never taken for lost ones.
 STUCK_SECONDS = 5.0
+
+# What a fetch returns: each partition's records, in offset order.
+Records = dict[TP, list[Any]]
 
 
 class Consumer(driver.Consumer):
@@ -83,6 +96,9 @@ class Consumer(driver.Consumer):
         frame = getattr(suspended, "cr_frame", None)
         waits_for_suspension = frame is not None and frame.f_locals.get("self") is self.suspend_flow
         return waits_for_suspension and not self.suspend_flow.is_set() and not self.should_stop
+
+    def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def done(self, messages: Iterable[Message]) -> None:
         """Declare the records processed: their acks may be committed from now on."""
@@ -186,6 +202,36 @@ class Consumer(driver.Consumer):
         return not any(
             m.tp == tp and not m.acked and m.offset >= base for m in list(self._unacked_messages)
         )
+
+
+class ConsumerThread(driver.AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer thread, whose fetches return only what is still wanted."""
+
+    async def _fetch_records(
+        self,
+        consumer: AIOKafkaConsumer,
+        active_partitions: set[TP],
+        timeout: float | None = None,  # noqa: ASYNC109 (the overridden signature)
+        max_records: int | None = None,
+    ) -> Records:
+        records = await super()._fetch_records(
+            consumer, active_partitions, timeout=timeout, max_records=max_records
+        )
+        wanted = active_partitions | self.consumer._buffered_partitions
+        return rewind_unwanted(consumer, dict(records), wanted)
+
+
+def rewind_unwanted(consumer: AIOKafkaConsumer, records: Records, wanted: Set[TP]) -> Records:
+    """Keep the records of the wanted partitions; seek every other one back to its first
+    record returned, so that it is read again once it is wanted."""
+    unwanted = [tp for tp in records if tp not in wanted]
+    for tp in unwanted:
+        first = records.pop(tp)[0].offset
+        if tp in consumer.assignment():
+            consumer.seek(tp, first)
+    if unwanted:
+        logger.debug("put back a fetch of %d unwanted partitions: %s", len(unwanted), unwanted)
+    return records
 
 
 class Producer(driver.Producer):

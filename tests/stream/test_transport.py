@@ -1,0 +1,89 @@
+"""The consumer's fetch hands over only what is still wanted, against real Kafka: records a
+fetch took for partitions nobody reads any more are put back, so they are read again."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streamapp.stream.topics import TopicSpec, ensure_topics
+from streamapp.stream.transport import Records, rewind_unwanted
+
+
+@pytest.fixture
+async def two_partitions(bootstrap_servers: str) -> tuple[TopicPartition, ...]:
+    """A new topic of two partitions with five records in each."""
+    name = f"rewind-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bootstrap_servers, [TopicSpec(name, partitions=2)])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
+    await producer.start()
+    try:
+        for partition in (0, 1):
+            for n in range(5):
+                await producer.send_and_wait(name, f"{partition}-{n}".encode(), partition=partition)
+    finally:
+        await producer.stop()
+    return TopicPartition(name, 0), TopicPartition(name, 1)
+
+
+async def fetch_all(consumer: AIOKafkaConsumer, expected: int) -> Records:
+    """Fetch until `expected` records came (of every assigned partition)."""
+    records: Records = {}
+    for _ in range(50):
+        for tp, batch in (await consumer.getmany(timeout_ms=200)).items():
+            records.setdefault(tp, []).extend(batch)
+        if sum(len(batch) for batch in records.values()) >= expected:
+            break
+    return records
+
+
+async def test_records_of_unwanted_partitions_are_read_again(
+    bootstrap_servers: str, two_partitions: tuple[TopicPartition, ...]
+) -> None:
+    wanted, unwanted = two_partitions
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        consumer.assign([wanted, unwanted])
+        await consumer.seek_to_beginning(wanted, unwanted)
+        fetched = await fetch_all(consumer, expected=10)
+        assert {tp: len(batch) for tp, batch in fetched.items()} == {wanted: 5, unwanted: 5}
+
+        kept = rewind_unwanted(consumer, fetched, {wanted})
+
+        assert list(kept) == [wanted]
+        assert [record.value for record in kept[wanted]] == [f"0-{n}".encode() for n in range(5)]
+        assert await consumer.position(wanted) == 5
+        assert await consumer.position(unwanted) == 0  # sought back to its first record
+        again = await fetch_all(consumer, expected=5)
+        assert list(again) == [unwanted]
+        assert [record.value for record in again[unwanted]] == [f"1-{n}".encode() for n in range(5)]
+    finally:
+        await consumer.stop()
+
+
+async def test_records_of_partitions_no_longer_assigned_are_dropped(
+    bootstrap_servers: str, two_partitions: tuple[TopicPartition, ...]
+) -> None:
+    """A partition gone with a rebalance is not sought: its next owner reads it."""
+    kept_tp, gone_tp = two_partitions
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        consumer.assign([kept_tp, gone_tp])
+        await consumer.seek_to_beginning(kept_tp, gone_tp)
+        fetched = await fetch_all(consumer, expected=10)
+        consumer.assign([kept_tp])
+
+        kept = rewind_unwanted(consumer, fetched, {kept_tp})
+
+        assert list(kept) == [kept_tp]
+        assert consumer.assignment() == {kept_tp}
+    finally:
+        await consumer.stop()
