@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from databases import Database
 
+from streamapp.agents.table_writes import TableWrites
 from streamapp.config import get_settings
 from streamapp.db import UNAVAILABLE_ERRORS
 from streamapp.metrics import (
@@ -21,7 +22,6 @@ from streamapp.metrics import (
     RECORDS_DEAD_LETTERED,
     RECORDS_PROCESSED,
 )
-from streamapp.minutes import first_kept_minute
 from streamapp.models.records import ApplicationCreated, InvalidRecord, decode_application
 from streamapp.retry import Backoff, RetryStopped, retry
 from streamapp.services import applications as applications_service
@@ -29,51 +29,65 @@ from streamapp.services.applications import ProcessedBatch
 from streamapp.services.outbox import REQUEST_ID_HEADER
 from streamapp.stream.app import app, dead_letters, new_applications
 from streamapp.stream.batches import batches
-from streamapp.stream.tables import (
-    applications_per_user,
-    set_minute_count,
-)
-from streamapp.stream.topics import user_key
 from streamapp.stream.transport import Consumer
 
 logger = logging.getLogger(__name__)
+
+# What a batch of undecodable records did.
+NOTHING_DONE = ProcessedBatch(frozenset(), frozenset(), {}, {})
+table_writes = TableWrites()
+app.before_stop.append(table_writes.write)
 
 
 @app.agent(new_applications)
 async def process_applications(stream: Any) -> AsyncIterator[int]:
     """Mark each batch of new applications processed and keep the per-user counts.
 
-    Acks follow effects: a batch's events are acked only once its UPDATE has committed and
-    its dead letters are stored. A batch cut short (a stop or a rebalance during a database
-    outage, a crash) is never acked, so its records are consumed again.
+    Acks follow effects: a batch's events are acked only once its UPDATE has committed, its
+    dead letters are stored and its counts are written to the tables (see table_writes). A
+    batch cut short (a stop or a rebalance during a database outage, a crash) is never acked,
+    so its records are consumed again.
     """
     settings = get_settings()
     manual = stream.noack()
+    table_writes.attach(manual)
     size, wait = settings.worker_batch_size, settings.worker_batch_wait
-    async with contextlib.aclosing(batches(manual, size=size, wait=wait)) as taken:
-        async for events in taken:
-            started = time.perf_counter()
-            try:
-                moved = await _apply(events, settings.outbox_max_backoff)
-            except RetryStopped:
-                logger.warning(
-                    "left a batch of %d unacked while the database is unavailable (%s); its "
-                    "records will be consumed again",
-                    len(events),
-                    "stopping" if app.should_stop else "rebalancing",
-                )
-                await _release(manual, events)
-                continue
-            except BaseException:
-                # Not processed (a bug, a cancellation): let go of the batch, or a rebalance
-                # and the stop would wait for its acks; then fail as agents do.
-                await _release(manual, events)
-                raise
-            BATCH_SECONDS.observe(time.perf_counter() - started)
-            _consumer().done(event.message for event in events)
-            for event in events:
-                await manual.ack(event)
-            yield moved
+    try:
+        async with contextlib.aclosing(batches(manual, size=size, wait=wait)) as taken:
+            async for events in taken:
+                batch = await _process(manual, events, settings.outbox_max_backoff)
+                if batch is not None:
+                    yield len(batch.moved)
+    except BaseException:
+        # Not processed (a bug, a cancellation): let go of what is held, or a rebalance and
+        # the stop would wait for its acks; then fail as agents do.
+        await table_writes.release()
+        raise
+    await table_writes.write()
+
+
+async def _process(manual: Any, events: Sequence[Any], max_backoff: float) -> ProcessedBatch | None:
+    """Apply one batch and hold it for the table writes; None if it was let go unprocessed."""
+    started = time.perf_counter()
+    try:
+        batch = await _apply(events, max_backoff)
+    except RetryStopped:
+        logger.warning(
+            "left a batch of %d unacked while the database is unavailable (%s); its "
+            "records will be consumed again",
+            len(events),
+            "stopping" if app.should_stop else "rebalancing",
+        )
+        await _release(manual, events)
+        return None
+    except BaseException:
+        await _release(manual, events)
+        raise
+    BATCH_SECONDS.observe(time.perf_counter() - started)
+    table_writes.hold(batch, events)
+    if table_writes.due:
+        await table_writes.write()
+    return batch
 
 
 async def _release(stream: Any, events: Sequence[Any]) -> None:
@@ -94,6 +108,13 @@ async def fetch_skipped_records_again() -> None:
         logger.exception("checking for partitions stuck behind skipped records failed")
 
 
+@app.timer(interval=0.1)  # type: ignore[untyped-decorator]
+async def write_held_counts() -> None:
+    """Write the counts the agent holds once they are due (the stream may be idle)."""
+    if table_writes.due:
+        await table_writes.write()
+
+
 @app.timer(interval=60.0, on_leader=True)  # type: ignore[untyped-decorator]
 async def prune_minute_counts() -> None:
     """Forget per-minute counts the tables no longer need (one worker does it)."""
@@ -105,8 +126,8 @@ async def prune_minute_counts() -> None:
         logger.warning("could not prune per-minute counts: %s", exc)
 
 
-async def _apply(events: Sequence[Any], max_backoff: float) -> int:
-    """Process one batch of events; return how many applications moved.
+async def _apply(events: Sequence[Any], max_backoff: float) -> ProcessedBatch:
+    """Process one batch of events; return what it did.
 
     Dead-letters what does not decode, and records naming no stored application. Raises
     RetryStopped if the worker stops or rebalances while waiting out a database outage.
@@ -118,17 +139,16 @@ async def _apply(events: Sequence[Any], max_backoff: float) -> int:
             decoded.append((event, decode_application(event.value)))
         except InvalidRecord as exc:
             stored.append(await _dead_letter(event, str(exc)))
-    moved = 0
+    batch = NOTHING_DONE
     if decoded:
         batch = await _until_database_answers([record for _, record in decoded], max_backoff)
-        moved = len(batch.moved)
         for event, record in decoded:
             if record.id in batch.unknown:
                 stored.append(await _dead_letter(event, f"no application with id {record.id}"))
         if logger.isEnabledFor(logging.DEBUG):
             _log_each(decoded, batch)
     await asyncio.gather(*stored)
-    return moved
+    return batch
 
 
 def _log_each(decoded: Sequence[tuple[Any, ApplicationCreated]], batch: ProcessedBatch) -> None:
@@ -177,10 +197,10 @@ async def _until_database_answers(
 
 
 async def process_batch(records: Sequence[ApplicationCreated]) -> ProcessedBatch:
-    """Apply one batch; return what it did.
+    """Apply one batch; return what it did, with the counts the tables take.
 
-    Redelivered records change nothing: the UPDATE moves only rows still `new`. The table
-    takes the counts stored in PostgreSQL with the batch, so it also heals after a crash
+    Redelivered records change nothing: the UPDATE moves only rows still `new`. The tables
+    take the counts stored in PostgreSQL with the batch, so they also heal after a crash
     between the UPDATE and the changelog write.
     """
     batch = await applications_service.mark_processed(
@@ -189,7 +209,6 @@ async def process_batch(records: Sequence[ApplicationCreated]) -> ProcessedBatch
         user_names=list({record.user_name for record in records}),
         user_minutes={(record.user_name, _minute_of(record.created_at)) for record in records},
     )
-    _update_tables(batch)
     moved, unknown = len(batch.moved), len(batch.unknown)
     already = len(records) - moved - sum(1 for record in records if record.id in batch.unknown)
     RECORDS_PROCESSED.inc(moved)
@@ -205,30 +224,9 @@ async def process_batch(records: Sequence[ApplicationCreated]) -> ProcessedBatch
     return batch
 
 
-def _update_tables(batch: ProcessedBatch) -> None:
-    """Set the tables to the counts stored with the batch; write only what changed."""
-    for user_name, count in batch.counts.items():
-        key = user_key(user_name)
-        stats = {
-            "processed": count.processed,
-            "last_processed_at": _iso(count.last_processed_at),
-        }
-        if applications_per_user.get(key) != stats:
-            applications_per_user[key] = stats
-    oldest = first_kept_minute(time.time())
-    for (user_name, start), processed in batch.minutes.items():
-        if start < oldest:
-            continue  # past the hour the table keeps
-        set_minute_count(user_name, start, processed)
-
-
 def _minute_of(moment: datetime) -> datetime:
     """The start of the UTC minute of a moment."""
     return datetime.fromtimestamp(moment.timestamp() // 60 * 60, UTC)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat()
 
 
 def _observe_end_to_end(records: Sequence[ApplicationCreated], moved: frozenset[int]) -> None:

@@ -5,7 +5,8 @@ Configuration is applied when Faust first reads `app.conf`, never at import.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
 
 import faust
 from aiokafka.errors import KafkaError
@@ -53,7 +54,13 @@ class StreamApp(faust.App):
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)
 
+    # Run first when the app stops: Faust's stop then waits for every event in hand to be
+    # acked, and the agent's held batches are acked only once their counts are written.
+    before_stop: ClassVar[list[Callable[[], Awaitable[None]]]] = []
+
     async def on_stop(self) -> None:
+        for hook in self.before_stop:
+            await hook()
         await super().on_stop()
         if self.database is not None:
             await self.database.disconnect()
