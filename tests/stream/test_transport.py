@@ -4,6 +4,7 @@ fetch took for partitions nobody reads any more are put back, so they are read a
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -28,6 +29,23 @@ async def two_partitions(bootstrap_servers: str) -> tuple[TopicPartition, ...]:
     return TopicPartition(name, 0), TopicPartition(name, 1)
 
 
+@pytest.fixture
+async def reading_both(
+    bootstrap_servers: str, two_partitions: tuple[TopicPartition, ...]
+) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer assigned both partitions, reading them from their first record."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        consumer.assign(list(two_partitions))
+        await consumer.seek_to_beginning(*two_partitions)
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
 async def fetch_all(consumer: AIOKafkaConsumer, expected: int) -> Records:
     """Fetch until `expected` records came (of every assigned partition)."""
     records: Records = {}
@@ -40,50 +58,32 @@ async def fetch_all(consumer: AIOKafkaConsumer, expected: int) -> Records:
 
 
 async def test_records_of_unwanted_partitions_are_read_again(
-    bootstrap_servers: str, two_partitions: tuple[TopicPartition, ...]
+    reading_both: AIOKafkaConsumer, two_partitions: tuple[TopicPartition, ...]
 ) -> None:
     wanted, unwanted = two_partitions
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
-        consumer.assign([wanted, unwanted])
-        await consumer.seek_to_beginning(wanted, unwanted)
-        fetched = await fetch_all(consumer, expected=10)
-        assert {tp: len(batch) for tp, batch in fetched.items()} == {wanted: 5, unwanted: 5}
+    fetched = await fetch_all(reading_both, expected=10)
+    assert {tp: len(batch) for tp, batch in fetched.items()} == {wanted: 5, unwanted: 5}
 
-        kept = rewind_unwanted(consumer, fetched, {wanted})
+    kept = rewind_unwanted(reading_both, fetched, {wanted})
 
-        assert list(kept) == [wanted]
-        assert [record.value for record in kept[wanted]] == [f"0-{n}".encode() for n in range(5)]
-        assert await consumer.position(wanted) == 5
-        assert await consumer.position(unwanted) == 0  # sought back to its first record
-        again = await fetch_all(consumer, expected=5)
-        assert list(again) == [unwanted]
-        assert [record.value for record in again[unwanted]] == [f"1-{n}".encode() for n in range(5)]
-    finally:
-        await consumer.stop()
+    assert list(kept) == [wanted]
+    assert [record.value for record in kept[wanted]] == [f"0-{n}".encode() for n in range(5)]
+    assert await reading_both.position(wanted) == 5
+    assert await reading_both.position(unwanted) == 0  # sought back to its first record
+    again = await fetch_all(reading_both, expected=5)
+    assert list(again) == [unwanted]
+    assert [record.value for record in again[unwanted]] == [f"1-{n}".encode() for n in range(5)]
 
 
 async def test_records_of_partitions_no_longer_assigned_are_dropped(
-    bootstrap_servers: str, two_partitions: tuple[TopicPartition, ...]
+    reading_both: AIOKafkaConsumer, two_partitions: tuple[TopicPartition, ...]
 ) -> None:
     """A partition gone with a rebalance is not sought: its next owner reads it."""
-    kept_tp, gone_tp = two_partitions
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
-        consumer.assign([kept_tp, gone_tp])
-        await consumer.seek_to_beginning(kept_tp, gone_tp)
-        fetched = await fetch_all(consumer, expected=10)
-        consumer.assign([kept_tp])
+    kept_tp, _ = two_partitions
+    fetched = await fetch_all(reading_both, expected=10)
+    reading_both.assign([kept_tp])
 
-        kept = rewind_unwanted(consumer, fetched, {kept_tp})
+    kept = rewind_unwanted(reading_both, fetched, {kept_tp})
 
-        assert list(kept) == [kept_tp]
-        assert consumer.assignment() == {kept_tp}
-    finally:
-        await consumer.stop()
+    assert list(kept) == [kept_tp]
+    assert reading_both.assignment() == {kept_tp}
