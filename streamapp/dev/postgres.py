@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,8 @@ with warnings.catch_warnings():
 from streamapp.dev.processes import LoggedProcess, free_port
 
 logger = logging.getLogger(__name__)
+
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 
 POSTGRES_BIN = Path(pg_commands.POSTGRES_BIN_PATH)
 # PostgreSQL refuses to run as root; the wheel's helper creates this unprivileged user.
@@ -69,7 +72,11 @@ class EmbeddedPostgres:
 
     def create_database(self, name: str) -> str:
         """Create database `name` (if absent) and return its URL."""
-        exists = self._psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
+        if not _IDENTIFIER.fullmatch(name):
+            raise ValueError(f"not a plain database name: {name!r}")
+        # The name is a checked identifier, so it cannot break out of the quotes.
+        query = f"SELECT 1 FROM pg_database WHERE datname = '{name}'"  # noqa: S608
+        exists = self._psql("postgres", query)
         if exists.strip() != "1":
             self._psql("postgres", f'CREATE DATABASE "{name}"')
         return self.url(name)

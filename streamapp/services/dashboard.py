@@ -41,7 +41,7 @@ SELECT a.id, u.user_name, a.description, a.status,
        {iso_timestamp("a.created_at")}, {iso_timestamp("a.processed_at")}
 FROM applications AS a JOIN users AS u ON u.id = a.user_id
 ORDER BY a.id DESC LIMIT {LATEST}
-"""
+"""  # noqa: S608
 # The users of the latest applications and the busiest ones.
 _USERS_SQL = f"""
 SELECT user_name, processed_count AS processed, {iso_timestamp("last_processed_at")}
@@ -53,7 +53,7 @@ FROM users WHERE id IN (
     ) AS b
 )
 ORDER BY processed_count DESC, user_name
-"""
+"""  # noqa: S608
 _MINUTES_SQL = """
 SELECT extract(epoch FROM minute)::float8 AS start, sum(processed)::bigint AS processed
 FROM processed_per_minute WHERE minute >= to_timestamp($1) GROUP BY minute

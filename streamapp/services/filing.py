@@ -90,7 +90,7 @@ SELECT filed.position, filed.id, filed.user_id, filed.user_name, filed.descripti
        filed.status, filed.created_at, filed.processed_at, queued.id AS outbox_id,
        queued.topic, queued.key, queued.payload, queued.request_id, queued.created
 FROM filed JOIN queued ON queued.application_id = filed.id
-"""
+"""  # noqa: S608
 
 
 @dataclass(slots=True)

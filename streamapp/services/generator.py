@@ -17,8 +17,14 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from streamapp.models.tables import MINUTES_KEPT_IN_DATABASE, STATUS_NEW, STATUS_PROCESSED
-from streamapp.services.applications import EVENT_JSON, MINUTE_OF_CREATION
+from streamapp.models.tables import (
+    MINUTES_KEPT_IN_DATABASE,
+    PROCESSED_TOTAL,
+    STATUS_NEW,
+    STATUS_PROCESSED,
+)
+from streamapp.services.applications import EVENT_JSON
+from streamapp.services.processing import MINUTE_OF_CREATION
 from streamapp.stream.topics import NEW_APPLICATIONS
 
 logger = logging.getLogger(__name__)
@@ -59,7 +65,7 @@ WITH inserted AS (
     SELECT $2, user_name, id, {EVENT_JSON}, created_at, created_at FROM event
 ), per_user AS (
     SELECT user_id, count(*) AS n, max(processed_at) AS last FROM inserted
-    WHERE status = 'processed' GROUP BY user_id
+    WHERE status = '{STATUS_PROCESSED}' GROUP BY user_id
 ), counted AS (
     UPDATE users SET processed_count = users.processed_count + per_user.n,
                      last_processed_at = greatest(users.last_processed_at, per_user.last)
@@ -67,14 +73,14 @@ WITH inserted AS (
 ), per_minute AS (
     INSERT INTO processed_per_minute AS kept (minute, user_id, processed)
     SELECT {MINUTE_OF_CREATION}, user_id, count(*) FROM inserted
-    WHERE status = 'processed'
+    WHERE status = '{STATUS_PROCESSED}'
       AND created_at >= now() - interval '{MINUTES_KEPT_IN_DATABASE} minutes'
     GROUP BY 1, 2
     ON CONFLICT (minute, user_id) DO UPDATE SET processed = kept.processed + EXCLUDED.processed
 )
 UPDATE totals SET value = totals.value + (SELECT coalesce(sum(n), 0) FROM per_user)
-WHERE name = 'processed'
-"""
+WHERE name = '{PROCESSED_TOTAL}'
+"""  # noqa: S608
 
 
 @dataclass(frozen=True)

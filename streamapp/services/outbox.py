@@ -27,6 +27,7 @@ from streamapp.metrics import (
     OUTBOX_OLDEST_SECONDS,
     PUBLISH_SECONDS,
 )
+from streamapp.models.tables import STATUS_NEW
 from streamapp.retry import repeat
 
 logger = logging.getLogger(__name__)
@@ -95,10 +96,10 @@ DELETE FROM outbox WHERE id IN (
 # the relay then sends it again. Each further redelivery of the same row waits twice as long,
 # at most 64 times the first wait. Workers ack a record only after its effects committed, so
 # this is a safety net: anything it finds is a bug, logged as an error with the ids.
-_REDELIVER_SQL = """
+_REDELIVER_SQL = f"""
 WITH waiting AS (
     SELECT id FROM applications
-    WHERE status = 'new' AND created_at < now() - make_interval(secs => $1)
+    WHERE status = '{STATUS_NEW}' AND created_at < now() - make_interval(secs => $1)
     ORDER BY created_at LIMIT $2
 )
 UPDATE outbox AS o SET published_at = NULL, redeliveries = o.redeliveries + 1
@@ -106,7 +107,7 @@ FROM waiting
 WHERE o.application_id = waiting.id
   AND o.published_at < now() - make_interval(secs => $1 * power(2, least(o.redeliveries, 6)))
 RETURNING o.application_id
-"""
+"""  # noqa: S608
 # How many ids of redelivered applications one error line names.
 LOGGED_IDS = 20
 PRUNE_INTERVAL_SECONDS = 60.0

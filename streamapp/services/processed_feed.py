@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from streamapp.db import UNAVAILABLE_ERRORS
-from streamapp.services.applications import PROCESSED_CHANNEL
+from streamapp.services.processing import PROCESSED_CHANNEL
 
 logger = logging.getLogger(__name__)
 

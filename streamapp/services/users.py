@@ -17,8 +17,10 @@ from streamapp.services.paging import NEWEST, Slice, iso_timestamp, page_sql, sl
 _PAGE_SQL = page_sql(
     total="SELECT value AS total FROM totals WHERE name = 'users'",
     ids="SELECT id FROM users WHERE id < $1",
-    rows=f"SELECT u.id, u.user_name, u.email, u.phone, {iso_timestamp('u.created_at')} "
-    "FROM page JOIN users AS u ON u.id = page.id",
+    rows=f"""
+        SELECT u.id, u.user_name, u.email, u.phone, {iso_timestamp("u.created_at")}
+        FROM page JOIN users AS u ON u.id = page.id
+    """,  # noqa: S608
 )
 
 # Unique constraints (named by the MetaData naming convention) and the field each guards.

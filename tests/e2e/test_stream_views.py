@@ -14,7 +14,7 @@ import httpx
 import pytest
 from databases import Database
 
-from streamapp.services.applications import mark_processed
+from streamapp.services.processing import mark_processed
 from tests.harness.effects import TOPIC, post_applications, wait_processed
 from tests.harness.isolated import Isolated, isolated_services
 from tests.harness.kafka import ApacheKafka

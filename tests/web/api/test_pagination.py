@@ -14,6 +14,7 @@ import pytest
 from streamapp import migrate
 from streamapp.models.schemas import ApplicationsPage, UsersPage
 from streamapp.services import applications as applications_service
+from streamapp.services import processing
 from streamapp.services import users as users_service
 from streamapp.services.generator import Plan, generate
 from tests.harness.postgres import PostgresServer
@@ -108,7 +109,7 @@ async def test_total_counts_processed_and_new_applications(
     ids = [await create(client, user_name, f"n{i}") for i in range(3)]
     before = (await client.get("/applications", params={"size": 1})).json()["total"]
     # What a worker's batch does: mark two processed, counters included.
-    await applications_service.mark_processed(
+    await processing.mark_processed(
         db=api.state.db,
         application_ids=ids[:2],
         user_names=[user_name],
