@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from databases import Database
 
-from streamapp.agents.table_writes import TableWrites
+from streamapp.agents.table_writes import write_counts
 from streamapp.config import get_settings
 from streamapp.db import UNAVAILABLE_ERRORS
 from streamapp.metrics import (
@@ -24,50 +23,39 @@ from streamapp.metrics import (
 )
 from streamapp.models.records import ApplicationCreated, InvalidRecord, decode_application
 from streamapp.retry import Backoff, RetryStopped, retry
-from streamapp.services import applications as applications_service
-from streamapp.services.applications import ProcessedBatch
+from streamapp.services import processing
 from streamapp.services.outbox import REQUEST_ID_HEADER
+from streamapp.services.processing import ProcessedBatch
 from streamapp.stream.app import app, dead_letters, new_applications
-from streamapp.stream.batches import batches
-from streamapp.stream.transport import Consumer
+from streamapp.stream.delivery import Delivery
 
 logger = logging.getLogger(__name__)
 
 # What a batch of undecodable records did.
 NOTHING_DONE = ProcessedBatch(frozenset(), frozenset(), {}, {})
-table_writes = TableWrites()
-app.before_stop.append(table_writes.write)
+delivery: Delivery[ProcessedBatch] = Delivery(app, write_counts)
 
 
 @app.agent(new_applications)
 async def process_applications(stream: Any) -> AsyncIterator[int]:
     """Mark each batch of new applications processed and keep the per-user counts.
 
-    Acks follow effects: a batch's events are acked only once its UPDATE has committed, its
-    dead letters are stored and its counts are written to the tables (see table_writes). A
-    batch cut short (a stop or a rebalance during a database outage, a crash) is never acked,
-    so its records are consumed again.
+    Acks follow effects (see `streamapp.stream.delivery`): a batch is marked done once its
+    UPDATE has committed and its dead letters are stored, and its records are acked once its
+    counts are in the tables. A batch cut short (a stop or a rebalance during a database
+    outage, a crash) is released, never acked, so its records are consumed again.
     """
     settings = get_settings()
-    manual = stream.noack()
-    table_writes.attach(manual)
     size, wait = settings.worker_batch_size, settings.worker_batch_wait
-    try:
-        async with contextlib.aclosing(batches(manual, size=size, wait=wait)) as taken:
-            async for events in taken:
-                batch = await _process(manual, events, settings.outbox_max_backoff)
-                if batch is not None:
-                    yield len(batch.moved)
-    except BaseException:
-        # Not processed (a bug, a cancellation): let go of what is held, or a rebalance and
-        # the stop would wait for its acks; then fail as agents do.
-        await table_writes.release()
-        raise
-    await table_writes.write()
+    async with delivery.take(stream, size=size, wait=wait) as taken:
+        async for events in taken:
+            batch = await _process(events, settings.outbox_max_backoff)
+            if batch is not None:
+                yield len(batch.moved)
 
 
-async def _process(manual: Any, events: Sequence[Any], max_backoff: float) -> ProcessedBatch | None:
-    """Apply one batch and hold it for the table writes; None if it was let go unprocessed."""
+async def _process(events: Sequence[Any], max_backoff: float) -> ProcessedBatch | None:
+    """Apply one batch and mark it done; None if it was released unprocessed."""
     started = time.perf_counter()
     try:
         batch = await _apply(events, max_backoff)
@@ -78,50 +66,23 @@ async def _process(manual: Any, events: Sequence[Any], max_backoff: float) -> Pr
             len(events),
             "stopping" if app.should_stop else "rebalancing",
         )
-        await _release(manual, events)
+        await delivery.release(events)
         return None
     except BaseException:
-        await _release(manual, events)
+        await delivery.release(events)
         raise
     BATCH_SECONDS.observe(time.perf_counter() - started)
-    table_writes.hold(batch, events)
-    if table_writes.due:
-        await table_writes.write()
+    await delivery.done(events, batch)
     return batch
-
-
-async def _release(stream: Any, events: Sequence[Any]) -> None:
-    """Ack records not declared done: that only lets go of them (a stop or a rebalance waits
-    for it); nothing is committed, and they are consumed again."""
-    for event in events:
-        await stream.ack(event)
-
-
-@app.timer(interval=1.0)  # type: ignore[untyped-decorator]
-async def fetch_skipped_records_again() -> None:
-    """Read again the partitions whose commits are stuck behind skipped records."""
-    if app.producer_only:
-        return
-    try:
-        await _consumer().fetch_gaps_again()
-    except Exception:  # a failed check is tried again in a second; it must not stop a worker
-        logger.exception("checking for partitions stuck behind skipped records failed")
-
-
-@app.timer(interval=0.1)  # type: ignore[untyped-decorator]
-async def write_held_counts() -> None:
-    """Write the counts the agent holds once they are due (the stream may be idle)."""
-    if table_writes.due:
-        await table_writes.write()
 
 
 @app.timer(interval=60.0, on_leader=True)  # type: ignore[untyped-decorator]
 async def prune_minute_counts() -> None:
     """Forget per-minute counts the tables no longer need (one worker does it)."""
-    if app.producer_only or app.database is None:
+    if app.database is None:
         return
     try:
-        await applications_service.prune_minutes(app.database)
+        await processing.prune_minutes(app.database)
     except UNAVAILABLE_ERRORS as exc:
         logger.warning("could not prune per-minute counts: %s", exc)
 
@@ -203,7 +164,7 @@ async def process_batch(records: Sequence[ApplicationCreated]) -> ProcessedBatch
     take the counts stored in PostgreSQL with the batch, so they also heal after a crash
     between the UPDATE and the changelog write.
     """
-    batch = await applications_service.mark_processed(
+    batch = await processing.mark_processed(
         db=_database(),
         application_ids=[record.id for record in records],
         user_names=list({record.user_name for record in records}),
@@ -265,10 +226,6 @@ def _printable(raw: bytes | None) -> str | None:
     if raw is None:
         return None
     return raw[:DEAD_LETTER_VALUE_MAX].decode("utf-8", errors="replace")
-
-
-def _consumer() -> Consumer:
-    return cast(Consumer, app.consumer)
 
 
 def _database() -> Database:

@@ -11,13 +11,14 @@ from typing import Any, ClassVar
 import faust
 from aiokafka.errors import KafkaError
 from databases import Database
+from typing_extensions import override
 
 from streamapp.config import get_settings, get_settings_or_exit
 from streamapp.db import connect, create_database
 from streamapp.logs import configure_logging
 from streamapp.retry import Backoff, retry
+from streamapp.stream.delivery import Transport
 from streamapp.stream.topics import DEAD_LETTERS, NEW_APPLICATIONS, ensure_topics, topic_specs
-from streamapp.stream.transport import Transport
 
 APP_ID = "streamapp"
 BROKER_UNAVAILABLE_ERRORS = (KafkaError, OSError, TimeoutError)
@@ -34,6 +35,7 @@ class StreamApp(faust.App):
 
     database: Database | None = None
 
+    @override
     async def on_first_start(self) -> None:
         await super().on_first_start()
         settings = get_settings()
@@ -51,13 +53,15 @@ class StreamApp(faust.App):
             self.database = create_database(settings)
             await connect(self.database)
 
+    @override
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)
 
     # Run first when the app stops: Faust's stop then waits for every event in hand to be
-    # acked, and the agent's held batches are acked only once their counts are written.
+    # acked, and the delivery acks held batches only once their counts are written.
     before_stop: ClassVar[list[Callable[[], Awaitable[None]]]] = []
 
+    @override
     async def on_stop(self) -> None:
         for hook in self.before_stop:
             await hook()

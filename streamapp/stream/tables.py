@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import faust
 from faust.tables.wrappers import WindowWrapper
+from typing_extensions import override
 
 from streamapp.minutes import WINDOW_KEPT, WINDOW_SECONDS, first_kept_minute
 from streamapp.stream.app import app
@@ -30,6 +31,7 @@ class UserTable(faust.Table):  # type: ignore[type-arg]
     as the topic's partitioner does for the user's records.
     """
 
+    @override
     def partition_for_key(self, key: Any) -> int:
         user = key[0] if isinstance(key, tuple) else key
         name = user if isinstance(user, bytes) else user_key(user)

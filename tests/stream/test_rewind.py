@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streamapp.stream.delivery.consumer import Records, rewind_unwanted
 from streamapp.stream.topics import TopicSpec, ensure_topics
-from streamapp.stream.transport import Records, rewind_unwanted
 
 
 @pytest.fixture

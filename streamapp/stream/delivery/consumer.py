@@ -1,50 +1,39 @@
-"""The Kafka transport: Faust's aiokafka driver with an idempotent producer, and a consumer
-that commits only offsets whose records' effects were committed.
+"""The consumer's half of the delivery contract: Faust's aiokafka consumer, committing only
+offsets whose records' effects were committed.
 
-The producer sends with acks=all and idempotence on (Faust turns both on only for
-transactions): with `min.insync.replicas=2` on a 3-broker cluster an acknowledged record is on
-two brokers, and a retried send is never written twice.
+Faust's own bookkeeping can commit past records nobody processed, in five ways, each found by
+the at-least-once test (`tests/e2e/test_at_least_once.py`) and each pinned by a test of its
+own (`tests/stream/delivery/`):
 
-About the consumer:
+1. its stream acks the records it *skips* (pulled while a rebalance has suspended the flow, or
+   fetched before the last rebalance) "so that the lag does not grow", and the revoke that
+   follows commits them. Guard: `Consumer.ack` takes an ack only for a record declared done;
+2. its commit checks for a gap at the head of the acked offsets one off (`min(acked) -
+   committed > 1`), and not at all while a partition has no committed offset (or offset 0).
+   Guard: `Consumer._new_offset` commits only from exactly where the last commit (or the
+   partition's first offset) left off;
+3. a fetch that jumps past offsets it never delivered is taken for a hole in the topic (a
+   compacted or transactional one has them) and the jumped offsets become committable.
+   Guard: `Consumer._add_gap` records no gap (`new_applications` is written by idempotent,
+   non-transactional producers and never compacted: every offset holds a record);
+4. a stale delivery after the post-rebalance seek advances the fetcher's read offset, so the
+   copies fetched again are dropped and the partition's commits stay stuck behind them.
+   Guard: `Consumer.reread_stuck_partitions` seeks such a partition back to its commit base;
+5. a fetch that spans a rebalance reads with the partition set the rebalance emptied in place,
+   which aiokafka takes for "all partitions", and Faust drops what is not active: changelog
+   records consumed and never applied (the recovery then waits for them for good). Guard:
+   `ConsumerThread._fetch_records` puts back what a fetch took for unwanted partitions.
 
-Faust's own bookkeeping can commit past records nobody processed, in three ways found by the
-at-least-once tests (`tests/e2e/test_at_least_once.py`):
+What comes again is processed again and changes nothing: processing is idempotent.
 
-- its stream acks the records it *skips* (pulled while a rebalance has suspended the flow, or
-  fetched before the last rebalance) "so that the lag does not grow", and the revoke that
-  follows commits them;
-- its commit checks for a gap at the head of the acked offsets one off (`min(acked) -
-  committed > 1`), and not at all while a partition has no committed offset (or offset 0);
-- a stale delivery after the post-rebalance seek advances the fetcher's read offset, so the
-  copies fetched again are dropped and the partition's commits stay stuck behind them;
-- a fetch that jumps past offsets it never delivered is taken for a hole in the topic (a
-  compacted or transactional one has them) and the jumped offsets become committable: lost.
-
-So this consumer takes an ack only for a record the agent declared `done()` (its effects are
-committed), treats no jump as a hole (`new_applications` is written by idempotent,
-non-transactional producers and never compacted: every offset holds a record), commits a
-partition only from exactly where its last commit (or its first offset) left off, and
-`fetch_gaps_again()`, run every second, seeks a partition back to that
-point when its commits have been stuck for a while behind records nobody holds. What comes
-again is processed again and changes nothing: processing is idempotent.
-
-It also hands each fetched message to the streams more cheaply. Faust's fetcher delivers
-every message with `await self.wait_first(deliver(message), self.suspend_flow.wait())`,
-which starts four tasks per message so that a rebalance can interrupt a delivery blocked on a
-full stream buffer. While the flow is not suspended, this consumer awaits the delivery
-directly: that machinery took a sixth of a worker's main thread and halved its drain rate. A
-rebalance does not stop the fetcher, but it clears the stream buffers, which cancels a delivery
-waiting for room in one; a message delivered late is of a past generation, which the stream
-skips, and which the ack filter above keeps uncommitted.
-
-And it gives back what a fetch took for partitions it no longer reads. Faust's fetcher asks
-aiokafka for the records of its active partitions, a set it changes in place while the fetch
-waits (up to a second, and across a whole rebalance). The recovery pauses every partition and
-seeks the changelogs to where their tables start; a fetch that spans that moment reads them
-with an empty set, which aiokafka takes for "all partitions", and Faust drops what is not
-active: those changelog records were consumed and never applied, and the recovery waited for
-them for good ("No event received for active tp ... since recovery start"). So such records
-are put back (`rewind_unwanted`): each partition is sought back to the first one returned.
+It also hands each fetched message to the streams more cheaply (`Consumer.wait_first`).
+Faust's fetcher delivers every message with `await self.wait_first(deliver(message),
+self.suspend_flow.wait())`, which starts four tasks per message so that a rebalance can
+interrupt a delivery blocked on a full stream buffer. While the flow is not suspended, this
+consumer awaits the delivery directly: that machinery took a sixth of a worker's main thread
+and halved its drain rate. A rebalance does not stop the fetcher, but it clears the stream
+buffers, which cancels a delivery waiting for room in one; a message delivered late is of a
+past generation, which the stream skips, and which guard 1 keeps uncommitted.
 """
 
 from __future__ import annotations
@@ -52,7 +41,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Iterable, Mapping, Set
+from collections.abc import Coroutine, Iterable, Set
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -62,8 +51,7 @@ from faust.types import TP, Message
 from faust.types.tuples import ack_lock
 from mode.services import WaitResults
 from mode.utils.futures import notify
-
-from streamapp.config import get_settings
+from typing_extensions import override
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +64,16 @@ Records = dict[TP, list[Any]]
 
 
 class Consumer(driver.Consumer):
+    """Faust's aiokafka consumer whose commits cover only records declared done."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._done: set[tuple[TP, int]] = set()
         self._first_offset: dict[TP, int] = {}  # of partitions with nothing committed yet
         self._stuck_since: dict[TP, float] = {}
 
-    async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:  # noqa: ASYNC109 (the overridden signature)
+    @override
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
         if len(coros) == 2 and timeout is None and self._delivering(*coros):
             deliver, suspended = coros
             suspended.close()
@@ -97,6 +88,7 @@ class Consumer(driver.Consumer):
         waits_for_suspension = frame is not None and frame.f_locals.get("self") is self.suspend_flow
         return waits_for_suspension and not self.suspend_flow.is_set() and not self.should_stop
 
+    @override
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -104,6 +96,7 @@ class Consumer(driver.Consumer):
         """Declare the records processed: their acks may be committed from now on."""
         self._done.update((message.tp, message.offset) for message in messages)
 
+    @override
     def ack(self, message: Message) -> bool:
         with ack_lock:
             key = (message.tp, message.offset)
@@ -117,10 +110,11 @@ class Consumer(driver.Consumer):
                 notify(self._waiting_for_ack)
             return False
 
+    @override
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         # Called only for acked topics, whose offsets all hold records: the jumped ones were
         # not delivered, so they must not become committable. The commits stop before them,
-        # and fetch_gaps_again reads the partition again from there.
+        # and reread_stuck_partitions reads the partition again from there.
         logger.info(
             "%s[%d]: the fetch jumped over %d..%d; not committing past them",
             *tp,
@@ -128,6 +122,7 @@ class Consumer(driver.Consumer):
             offset_to,
         )
 
+    @override
     def _new_offset(self, tp: TP) -> int | None:
         head = self._commit_base(tp)
         if head is None or self._first_pending(tp) != head:
@@ -144,8 +139,9 @@ class Consumer(driver.Consumer):
         acked = self._acked.get(tp)
         return min(acked) if acked else None
 
-    async def fetch_gaps_again(self) -> list[TP]:
-        """Seek back every partition stuck behind records nobody holds; return them."""
+    async def reread_stuck_partitions(self) -> list[TP]:
+        """Seek back every partition whose commits are stuck behind records nobody holds;
+        return them."""
         if self.app.rebalancing or not self.flow_active:
             self._stuck_since.clear()  # the rebalance seeks to the committed offsets itself
             return []
@@ -160,19 +156,24 @@ class Consumer(driver.Consumer):
             del self._stuck_since[tp]
         again = []
         for tp in sorted(stuck):
-            if now - self._stuck_since.setdefault(tp, now) >= STUCK_SECONDS:
-                base = self._commit_base(tp)
-                if base is None:  # revoked meanwhile
-                    continue
-                logger.warning("reading %s[%d] again from %d: records were skipped", *tp, base)
-                try:
-                    await self.seek(tp, base)
-                except KafkaError as exc:  # revoked meanwhile: its next owner reads it
-                    logger.info("could not read %s[%d] again: %r", *tp, exc)
-                    continue
+            stuck_for = now - self._stuck_since.setdefault(tp, now)
+            if stuck_for >= STUCK_SECONDS and await self._reread(tp):
                 del self._stuck_since[tp]
                 again.append(tp)
         return again
+
+    async def _reread(self, tp: TP) -> bool:
+        """Seek a stuck partition back to its commit base; False if it was revoked meanwhile."""
+        base = self._commit_base(tp)
+        if base is None:
+            return False
+        logger.warning("reading %s[%d] again from %d: its commits are stuck", *tp, base)
+        try:
+            await self.seek(tp, base)
+        except KafkaError as exc:  # its next owner reads it
+            logger.info("could not read %s[%d] again: %r", *tp, exc)
+            return False
+        return True
 
     async def _learn_first_offsets(self, assigned: set[TP]) -> None:
         """Where partitions without a committed offset start (the group reads from the
@@ -207,11 +208,12 @@ class Consumer(driver.Consumer):
 class ConsumerThread(driver.AIOKafkaConsumerThread):
     """Faust's aiokafka consumer thread, whose fetches return only what is still wanted."""
 
+    @override
     async def _fetch_records(
         self,
         consumer: AIOKafkaConsumer,
         active_partitions: set[TP],
-        timeout: float | None = None,  # noqa: ASYNC109 (the overridden signature)
+        timeout: float | None = None,
         max_records: int | None = None,
     ) -> Records:
         records = await super()._fetch_records(
@@ -232,15 +234,3 @@ def rewind_unwanted(consumer: AIOKafkaConsumer, records: Records, wanted: Set[TP
     if unwanted:
         logger.debug("put back a fetch of %d unwanted partitions: %s", len(unwanted), unwanted)
     return records
-
-
-class Producer(driver.Producer):
-    def _settings_extra(self) -> Mapping[str, Any]:
-        # PRODUCER_IDEMPOTENCE=false for brokers without it (the embedded dev broker).
-        idempotent = get_settings().producer_idempotence
-        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": idempotent}
-
-
-class Transport(driver.Transport):
-    Consumer = Consumer
-    Producer = Producer

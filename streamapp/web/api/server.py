@@ -15,6 +15,7 @@ from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
+from typing_extensions import override
 
 from streamapp.config import Settings
 from streamapp.web.api.app import create_api
@@ -29,10 +30,12 @@ class DrainingServer(uvicorn.Server):
         self._drain_seconds = drain_seconds
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @override
     async def serve(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)  # type: ignore[arg-type]
 
+    @override
     async def shutdown(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
         # Event streams never end by themselves: end them, or the wait for open connections
         # would last the whole shutdown timeout.
@@ -41,6 +44,7 @@ class DrainingServer(uvicorn.Server):
             dashboard.close_pages()
         await super().shutdown(sockets)  # type: ignore[arg-type]
 
+    @override
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         stop = super().handle_exit
         if self._api.state.draining or not self._drain_seconds or self._loop is None:

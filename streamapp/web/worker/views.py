@@ -12,6 +12,7 @@ import aiohttp
 from aiokafka.errors import KafkaError
 from faust import web
 from faust.types import TP
+from typing_extensions import override
 
 from streamapp.metrics import CONSUMER_LAG, exposition
 from streamapp.minutes import minutes_shown
@@ -35,6 +36,7 @@ class UserStats(web.View):
     """Processed applications of one user, answered by the worker that owns the key."""
 
     @app.table_route(table=applications_per_user, match_info="user_name")  # type: ignore[arg-type]
+    @override
     async def get(self, request: web.Request, user_name: str) -> web.Response:
         stats = user_stats(applications_per_user.get(user_key(user_name)))
         return self.json({"user_name": user_name, **stats})
@@ -55,6 +57,7 @@ class ClusterMinutes(web.View):
     a rebalance they cannot, and the answer is a 503.
     """
 
+    @override
     async def get(self, request: web.Request) -> web.Response:
         try:
             parts = await _gather_parts()
@@ -76,6 +79,7 @@ class ClusterMinutes(web.View):
 class LocalMinutes(web.View):
     """This worker's part of /stats/minutes/: the users of its active partitions."""
 
+    @override
     async def get(self, request: web.Request) -> web.Response:
         try:
             return self.json(_local_part())
@@ -150,6 +154,7 @@ class Summary(web.View):
     The table also holds standby copies of other workers' keys; those are left out.
     """
 
+    @override
     async def get(self, request: web.Request) -> web.Response:
         assignment = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment())
         active = _active_partitions()

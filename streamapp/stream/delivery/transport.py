@@ -1,0 +1,35 @@
+"""The Kafka transport: Faust's aiokafka driver with an idempotent producer and the consumer
+of `consumer.py`.
+
+The producer sends with acks=all and idempotence on (Faust turns both on only for
+transactions): with `min.insync.replicas=2` on a 3-broker cluster an acknowledged record is on
+two brokers, and a retried send is never written twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from faust.transport.drivers import aiokafka as driver
+from typing_extensions import override
+
+from streamapp.config import get_settings
+from streamapp.stream.delivery.consumer import Consumer
+
+
+class Producer(driver.Producer):
+    """Faust's aiokafka producer, acked by every in-sync replica and idempotent."""
+
+    @override
+    def _settings_extra(self) -> Mapping[str, Any]:
+        # PRODUCER_IDEMPOTENCE=false for brokers without it (the embedded dev broker).
+        idempotent = get_settings().producer_idempotence
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": idempotent}
+
+
+class Transport(driver.Transport):
+    """Faust's aiokafka transport with this package's consumer and producer."""
+
+    Consumer = Consumer
+    Producer = Producer
