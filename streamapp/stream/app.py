@@ -1,12 +1,13 @@
 """The Faust app (`faust -A streamapp.stream.app worker`) and the channels of its topics.
 
-Configuration is applied when Faust first reads `app.conf`, never at import.
+Configuration is applied when Faust first reads `app.conf`: at import, for the topics
+declared below, so importing this module needs valid settings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError
@@ -35,6 +36,12 @@ class StreamApp(faust.App):
 
     database: Database | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Run first when the app stops: Faust's stop then waits for every event in hand to be
+        # acked, and the delivery acks held batches only once their counts are written.
+        self.before_stop: list[Callable[[], Awaitable[None]]] = []
+
     @override
     async def on_first_start(self) -> None:
         await super().on_first_start()
@@ -56,10 +63,6 @@ class StreamApp(faust.App):
     @override
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)
-
-    # Run first when the app stops: Faust's stop then waits for every event in hand to be
-    # acked, and the delivery acks held batches only once their counts are written.
-    before_stop: ClassVar[list[Callable[[], Awaitable[None]]]] = []
 
     @override
     async def on_stop(self) -> None:

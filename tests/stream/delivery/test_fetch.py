@@ -1,5 +1,6 @@
-"""The consumer's fetch hands over only what is still wanted, against real Kafka: records a
-fetch took for partitions nobody reads any more are put back, so they are read again."""
+"""Guard 5, against real Kafka: the consumer's fetch hands over only what is still wanted;
+records a fetch took for partitions nobody reads any more are put back, so they are read
+again."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streamapp.stream.delivery.consumer import Records, rewind_unwanted
 from streamapp.stream.topics import TopicSpec, ensure_topics
+from tests.stream.delivery.conftest import Feed
 
 
 @pytest.fixture
@@ -87,3 +89,19 @@ async def test_records_of_partitions_no_longer_assigned_are_dropped(
 
     assert list(kept) == [kept_tp]
     assert reading_both.assignment() == {kept_tp}
+
+
+async def test_a_fetch_spanning_a_rebalance_hands_over_nothing(
+    feed: Feed, reading_both: AIOKafkaConsumer, two_partitions: tuple[TopicPartition, ...]
+) -> None:
+    """A rebalance empties the active set in place; aiokafka takes an empty set for every
+    partition, and Faust would drop (and so lose) what nobody reads any more."""
+    thread = feed.consumer._new_consumer_thread()
+    nothing_active: set = set()
+
+    fetched = await thread._fetch_records(reading_both, nothing_active, timeout=10.0)
+
+    assert fetched == {}
+    assert [await reading_both.position(tp) for tp in two_partitions] == [0, 0]
+    again = await fetch_all(reading_both, expected=10)
+    assert {tp: len(batch) for tp, batch in again.items()} == dict.fromkeys(two_partitions, 5)
