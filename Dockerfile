@@ -7,9 +7,12 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
+# The exact versions CI tested (make lock), then the project itself adding nothing.
+COPY requirements.lock ./
+RUN pip install -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY streamapp ./streamapp
-RUN pip install .
+RUN pip install --no-deps .
 
 FROM build AS test
 # The dashboard test drives Debian's chromium with playwright.
@@ -17,7 +20,7 @@ RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends chromiu
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY . .
-RUN pip install -e '.[dev,embedded]'
+RUN pip install -r requirements-dev.lock && pip install --no-deps -e .
 CMD ["pytest", "-q"]
 
 FROM ${PYTHON_IMAGE} AS runtime
