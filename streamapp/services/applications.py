@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,35 +27,53 @@ from streamapp.services.paging import NEWEST, Slice, iso_timestamp, page_sql, sl
 # The event's JSON, one key per field of the Kafka record (the columns of `inserted` below).
 EVENT_JSON = "jsonb_build_object({})".format(", ".join(f"'{f}', {f}" for f in EVENT_FIELDS))
 
-# One statement, so one round trip and one implicit transaction: find or create the user,
-# insert the application, queue its event in the outbox (keyed by user name, its payload built
-# from the record's fields). It returns no row when the Idempotency-Key is already taken or a
-# concurrent request created the same new user.
+# One statement, so one round trip and one implicit transaction, for an array of applications
+# (one, or a group commit's many): find or create each user, insert the applications, queue
+# their events in the outbox (keyed by user name, the payload built from the record's fields).
+# Ids are drawn in arrival order before anything is inserted, so each result row is matched to
+# its request by position. New users and keyed applications are inserted in key order, so two
+# concurrent batches always take their unique-index locks in the same order (no deadlock).
+# A row is missing from the result when its Idempotency-Key is taken (or repeated in the
+# batch), or when a concurrent statement created its new user meanwhile.
 _CREATE_SQL = f"""
-WITH existing_user AS (
-    SELECT id FROM users WHERE user_name = $1
+WITH input AS MATERIALIZED (
+    SELECT nextval(pg_get_serial_sequence('applications', 'id'))::integer AS id, i.*
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+         WITH ORDINALITY AS i (user_name, description, idempotency_key, request_hash,
+                               request_id, position)
+), named AS (
+    SELECT DISTINCT user_name FROM input
+), existing_user AS (
+    SELECT users.id, users.user_name FROM users JOIN named USING (user_name)
 ), new_user AS (
     INSERT INTO users (user_name)
-    SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM existing_user)
+    SELECT user_name FROM named
+    WHERE user_name NOT IN (SELECT user_name FROM existing_user)
+    ORDER BY user_name
     ON CONFLICT (user_name) DO NOTHING
-    RETURNING id
+    RETURNING id, user_name
 ), the_user AS (
-    SELECT id FROM existing_user UNION ALL SELECT id FROM new_user
+    SELECT id, user_name FROM existing_user UNION ALL SELECT id, user_name FROM new_user
 ), inserted AS (
-    INSERT INTO applications (user_id, description, idempotency_key, request_hash)
-    SELECT id, $2, $3, $4 FROM the_user
+    INSERT INTO applications (id, user_id, description, idempotency_key, request_hash)
+    SELECT input.id, the_user.id, input.description, input.idempotency_key, input.request_hash
+    FROM input JOIN the_user USING (user_name)
+    ORDER BY input.idempotency_key NULLS FIRST, input.id
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING id, user_id, $1::text AS user_name, description, status, created_at, processed_at
+    RETURNING id, user_id, description, status, created_at, processed_at
+), filed AS (
+    SELECT inserted.*, input.user_name, input.request_id, input.position
+    FROM inserted JOIN input USING (id)
 ), queued AS (
     INSERT INTO outbox (topic, key, application_id, payload, request_id)
-    SELECT $5, user_name, id, {EVENT_JSON}, $6
-    FROM inserted
-    RETURNING id, topic, key, payload::text AS payload, request_id,
+    SELECT $6, user_name, id, {EVENT_JSON}, request_id FROM filed ORDER BY id
+    RETURNING id, application_id, topic, key, payload::text AS payload, request_id,
               extract(epoch FROM created_at)::float8 AS created
 )
-SELECT inserted.*, queued.id AS outbox_id, queued.topic, queued.key, queued.payload,
-       queued.request_id, queued.created
-FROM inserted, queued
+SELECT filed.position, filed.id, filed.user_id, filed.user_name, filed.description,
+       filed.status, filed.created_at, filed.processed_at, queued.id AS outbox_id,
+       queued.topic, queued.key, queued.payload, queued.request_id, queued.created
+FROM filed JOIN queued ON queued.application_id = filed.id
 """  # noqa: S608
 
 _BY_IDEMPOTENCY_KEY_SQL = """
@@ -148,17 +167,13 @@ async def create(
         fingerprint = request_hash(application_in)
     async with raw_connection(db) as connection:
         for _ in range(_CREATE_ATTEMPTS):
-            row = await connection.fetchrow(
-                _CREATE_SQL,
-                application_in.user_name,
-                application_in.description,
-                idempotency_key,
-                fingerprint,
-                topic,
-                request_id,
+            stored = await insert(
+                connection,
+                [(application_in, idempotency_key, fingerprint, request_id)],
+                topic=topic,
             )
-            if row is not None:
-                return created_from_row(row)
+            if stored:
+                return stored[1]
             if idempotency_key is not None:
                 first = await connection.fetchrow(_BY_IDEMPOTENCY_KEY_SQL, idempotency_key)
                 if first is not None:
@@ -166,18 +181,30 @@ async def create(
     raise RuntimeError("could not store the application after repeated user-creation races")
 
 
-def created_from_row(row: Any) -> Created:
-    """The result of a create statement's row: the application and its outbox event."""
-    application = {column: row[column] for column in _APPLICATION_COLUMNS}
-    event = OutboxEvent(
-        row["outbox_id"],
-        row["topic"],
-        row["key"],
-        row["payload"].encode(),
-        row["request_id"],
-        row["created"],
+# One application to store: the body, its Idempotency-Key, request_hash and request id.
+Filing = tuple[ApplicationCreate, str | None, str | None, str | None]
+
+
+async def insert(connection: Any, filings: Sequence[Filing], *, topic: str) -> dict[int, Created]:
+    """Store applications with their outbox events in one statement; return what was stored,
+    by position (from 1). A position is missing when its Idempotency-Key is taken (or repeated
+    among `filings`) or a concurrent statement created its new user meanwhile."""
+    rows = await connection.fetch(
+        _CREATE_SQL,
+        [application_in.user_name for application_in, *_ in filings],
+        [application_in.description for application_in, *_ in filings],
+        [key for _, key, _, _ in filings],
+        [fingerprint for _, _, fingerprint, _ in filings],
+        [request_id for *_, request_id in filings],
+        topic,
     )
-    return Created(application, event)
+    return {
+        row["position"]: Created(
+            {column: row[column] for column in _APPLICATION_COLUMNS},
+            OutboxEvent.from_row(row, id_column="outbox_id"),
+        )
+        for row in rows
+    }
 
 
 def _replay(first: dict[str, Any], fingerprint: str | None) -> Replayed:

@@ -28,13 +28,7 @@ from streamapp.db import UNAVAILABLE_ERRORS, raw_connection
 from streamapp.metrics import APPLICATIONS_CREATED
 from streamapp.models.schemas import ApplicationCreate
 from streamapp.services import applications
-from streamapp.services.applications import (
-    EVENT_JSON,
-    Created,
-    Replayed,
-    created_from_row,
-    request_hash,
-)
+from streamapp.services.applications import Created, Replayed, request_hash
 from streamapp.services.outbox import OutboxEvent
 
 logger = logging.getLogger(__name__)
@@ -44,53 +38,6 @@ logger = logging.getLogger(__name__)
 IN_FLIGHT = 2
 # The most applications one statement stores.
 MAX_BATCH = 500
-
-# Like the one-row statement (applications._CREATE_SQL), for arrays of applications: ids are
-# drawn in arrival order before anything is inserted, so each result row is matched to its
-# request by position. New users and keyed applications are inserted in key order, so two
-# concurrent batches always take their unique-index locks in the same order (no deadlock).
-# A row is missing from the result when its Idempotency-Key is taken (or repeated in the
-# batch), or when a concurrent statement created its new user meanwhile.
-_CREATE_MANY_SQL = f"""
-WITH input AS MATERIALIZED (
-    SELECT nextval(pg_get_serial_sequence('applications', 'id'))::integer AS id, i.*
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-         WITH ORDINALITY AS i (user_name, description, idempotency_key, request_hash,
-                               request_id, position)
-), named AS (
-    SELECT DISTINCT user_name FROM input
-), existing_user AS (
-    SELECT users.id, users.user_name FROM users JOIN named USING (user_name)
-), new_user AS (
-    INSERT INTO users (user_name)
-    SELECT user_name FROM named
-    WHERE user_name NOT IN (SELECT user_name FROM existing_user)
-    ORDER BY user_name
-    ON CONFLICT (user_name) DO NOTHING
-    RETURNING id, user_name
-), the_user AS (
-    SELECT id, user_name FROM existing_user UNION ALL SELECT id, user_name FROM new_user
-), inserted AS (
-    INSERT INTO applications (id, user_id, description, idempotency_key, request_hash)
-    SELECT input.id, the_user.id, input.description, input.idempotency_key, input.request_hash
-    FROM input JOIN the_user USING (user_name)
-    ORDER BY input.idempotency_key NULLS FIRST, input.id
-    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING id, user_id, description, status, created_at, processed_at
-), filed AS (
-    SELECT inserted.*, input.user_name, input.request_id, input.position
-    FROM inserted JOIN input USING (id)
-), queued AS (
-    INSERT INTO outbox (topic, key, application_id, payload, request_id)
-    SELECT $6, user_name, id, {EVENT_JSON}, request_id FROM filed ORDER BY id
-    RETURNING id, application_id, topic, key, payload::text AS payload, request_id,
-              extract(epoch FROM created_at)::float8 AS created
-)
-SELECT filed.position, filed.id, filed.user_id, filed.user_name, filed.description,
-       filed.status, filed.created_at, filed.processed_at, queued.id AS outbox_id,
-       queued.topic, queued.key, queued.payload, queued.request_id, queued.created
-FROM filed JOIN queued ON queued.application_id = filed.id
-"""  # noqa: S608
 
 
 @dataclass(slots=True)
@@ -198,17 +145,11 @@ class Filer:
 
     async def _insert(self, batch: Sequence[_Filing]) -> dict[int, Created]:
         """Store the batch in one statement; return what it stored, by position (from 1)."""
+        filings = [
+            (f.application_in, f.idempotency_key, f.fingerprint, f.request_id) for f in batch
+        ]
         async with raw_connection(self._db) as connection:
-            rows = await connection.fetch(
-                _CREATE_MANY_SQL,
-                [f.application_in.user_name for f in batch],
-                [f.application_in.description for f in batch],
-                [f.idempotency_key for f in batch],
-                [f.fingerprint for f in batch],
-                [f.request_id for f in batch],
-                self._topic,
-            )
-        return {row["position"]: created_from_row(row) for row in rows}
+            return await applications.insert(connection, filings, topic=self._topic)
 
     async def _store_alone(self, filing: _Filing) -> None:
         try:

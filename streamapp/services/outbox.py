@@ -45,11 +45,11 @@ class OutboxEvent:
     created: float = 0.0  # when the row was committed (epoch seconds): publish latency
 
     @classmethod
-    def from_row(cls, row: Any) -> OutboxEvent:
-        """Build it from a row with id, topic, key, payload (JSON as text), request_id and
-        created (epoch seconds)."""
+    def from_row(cls, row: Any, *, id_column: str = "id") -> OutboxEvent:
+        """Build it from a row with the outbox id (in `id_column`), topic, key, payload (JSON
+        as text), request_id and created (epoch seconds)."""
         return cls(
-            row["id"],
+            row[id_column],
             row["topic"],
             row["key"],
             row["payload"].encode(),
