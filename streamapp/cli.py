@@ -158,7 +158,7 @@ def _run_generate(args: argparse.Namespace, settings: Settings, _: Sequence[str]
 
 
 def _run_dlq(args: argparse.Namespace, settings: Settings, _: Sequence[str]) -> None:
-    from streamapp.services import dead_letters
+    from streamapp.stream import dead_letters
 
     servers = settings.kafka_bootstrap_servers
     letters = asyncio.run(dead_letters.read_dead_letters(servers))

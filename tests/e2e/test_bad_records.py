@@ -18,9 +18,9 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from streamapp.services.dead_letters import DeadLetter, read_dead_letters
+from streamapp.stream.dead_letters import DeadLetter, read_dead_letters
 from tests.harness.effects import TOPIC, wait_processed
-from tests.harness.processes import Worker, child_env, wait_for
+from tools.stack.processes import Worker, child_env, wait_for
 
 UNKNOWN_IDS = st.integers(min_value=1_900_000_000, max_value=2**31 - 1)  # beyond any test's
 

@@ -22,7 +22,9 @@ SIZE_MAX = 100
 CURSOR_PATTERN = r"^[1-9][0-9]{0,17}$"  # ids above NEWEST are taken as NEWEST
 
 
-class Window(TypedDict):
+class RowBounds(TypedDict):
+    """Which rows a listing fetches: `size` ids below `before`, after skipping `offset`."""
+
     size: int
     before: int
     offset: int
@@ -38,7 +40,7 @@ class Pagination:
     offset: int
 
     @property
-    def window(self) -> Window:
+    def bounds(self) -> RowBounds:
         """Which rows to fetch, as the services' listings take them."""
         return {"size": self.size, "before": self.before, "offset": self.offset}
 

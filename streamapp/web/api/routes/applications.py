@@ -16,6 +16,7 @@ from streamapp.models.schemas import (
     ApplicationsPage,
     UserName,
 )
+from streamapp.models.tables import STATUS_NEW
 from streamapp.services import applications as applications_service
 from streamapp.services.applications import Replayed
 from streamapp.web.api.deps import (
@@ -64,7 +65,7 @@ async def list_applications(
     user_name: Annotated[UserName | None, Query(description="Only this user's.")] = None,
 ) -> Response:
     """List applications, newest first, optionally of one user."""
-    found = await applications_service.get_all(db=db, **pagination.window, user_name=user_name)
+    found = await applications_service.get_all(db=db, **pagination.bounds, user_name=user_name)
     return page_response("applications", found, pagination)
 
 
@@ -86,11 +87,11 @@ async def get_application(
 ) -> Response:
     """Read one application, optionally waiting for it to be processed."""
     row = await applications_service.get(db=db, application_id=application_id)
-    if wait and row["status"] == "new":
+    if wait and row["status"] == STATUS_NEW:
         with feed.waiting_for(application_id) as processed:
             # Read again once registered, so that an announcement in between is not missed.
             row = await applications_service.get(db=db, application_id=application_id)
-            if row["status"] == "new":
+            if row["status"] == STATUS_NEW:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(processed, wait)
                 row = await applications_service.get(db=db, application_id=application_id)

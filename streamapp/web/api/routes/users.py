@@ -34,7 +34,7 @@ async def create_user(user_in: UserCreate, response: Response, db: DatabaseDep) 
 @router.get("", response_model=UsersPage)
 async def list_users(db: DatabaseDep, pagination: PaginationDep) -> Response:
     """List users, newest first."""
-    found = await users_service.get_all(db=db, **pagination.window)
+    found = await users_service.get_all(db=db, **pagination.bounds)
     return page_response("users", found, pagination)
 
 
@@ -49,5 +49,5 @@ async def list_user_applications(
     user_id: UserId, db: DatabaseDep, pagination: PaginationDep
 ) -> Response:
     """List one user's applications, newest first."""
-    found = await applications_service.get_all(db=db, **pagination.window, user_id=user_id)
+    found = await applications_service.get_all(db=db, **pagination.bounds, user_id=user_id)
     return page_response("applications", found, pagination)

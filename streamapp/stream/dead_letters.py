@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streamapp.models.records import ApplicationCreated, InvalidRecord, decode_application
+from streamapp.models.tables import STATUS_NEW
 from streamapp.stream.topics import DEAD_LETTERS, NEW_APPLICATIONS, user_key
 
 logger = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ async def replay(
     due = []
     for candidate in candidates:
         status = statuses.get(candidate.record.id)
-        if status == "new":
+        if status == STATUS_NEW:
             due.append(candidate)
         else:
             outcome["no such application" if status is None else "already processed"] += 1
