@@ -32,7 +32,7 @@ from bench.stack import (
 from streamapp.services.generator import Plan, generate
 from streamapp.stream.topics import TopicSpec, ensure_topics
 from streamapp.web.api.pagination import encode_cursor
-from tests.harness.effects import steady_posts
+from tools.stack.load import steady_posts
 
 logger = logging.getLogger(__name__)
 

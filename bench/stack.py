@@ -22,8 +22,8 @@ import asyncpg
 from streamapp import migrate
 from streamapp.dev.postgres import EmbeddedPostgres
 from streamapp.dev.processes import LoggedProcess, free_port
-from tests.harness.kafka import ApacheKafka
-from tests.harness.processes import Api, Worker, child_env, http_json, wait_for
+from tools.stack.kafka import ApacheKafka
+from tools.stack.processes import Api, Worker, child_env, http_json, wait_for
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

@@ -16,9 +16,21 @@ from asgi_lifespan import LifespanManager
 from streamapp import migrate
 from streamapp.config import get_settings
 from streamapp.dev.postgres import EmbeddedPostgres
-from tests.harness.kafka import ApacheKafka
 from tests.harness.postgres import PostgresServer
 from tests.harness.settings import TEST_SETTINGS
+from tools.stack.kafka import ApacheKafka
+
+# Directories whose tests run streamapp processes or brokers of their own.
+_END_TO_END = ("tests/e2e/", "tests/dev/", "tests/test_bench.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what `make test-fast` leaves out: tests needing Kafka, and end-to-end tests."""
+    for item in items:
+        if {"kafka", "own_kafka"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kafka)
+        if item.nodeid.startswith(_END_TO_END):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")

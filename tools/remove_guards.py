@@ -42,7 +42,7 @@ REMOVALS = (
         CONSUMER,
         "            if key in self._done:",
         "            if True:",
-        "skips or ack_counts or failed_tables or given_up or released",
+        "ack_counts or failed_tables or given_up or released",
     ),
     Removal(
         "2. Consumer._new_offset commits only from the exact commit base",

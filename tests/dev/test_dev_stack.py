@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -11,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import httpx
 import psutil
 
 from streamapp.dev.processes import port_is_open
-from tests.harness.processes import free_ports, wait_for
+from tools.stack.processes import free_ports, wait_for
 
 APPLICATIONS = 20
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class DevStack:
     worker_port: int
     log_path: Path
     children: list[psutil.Process]
+    left_running: list[psutil.Process] = field(default_factory=list)
 
     @property
     def api(self) -> str:
@@ -70,6 +72,7 @@ def dev_stack(tmp_path: Path) -> Iterator[DevStack]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        children: list[psutil.Process] = []
         try:
             wait_for(
                 lambda: b"streamapp is up" in log_path.read_bytes() or process.poll(),
@@ -79,10 +82,30 @@ def dev_stack(tmp_path: Path) -> Iterator[DevStack]:
             assert process.poll() is None, log_path.read_text()
             logger.info("dev stack ready after %.1fs", time.monotonic() - started)
             children = psutil.Process(process.pid).children(recursive=True)
-            yield DevStack(process, api_port, worker_port, log_path, children)
+            stack = DevStack(process, api_port, worker_port, log_path, children)
+            yield stack
+            # What the test's own stop left running, seen before the clean-up below kills it.
+            stack.left_running = stack.leftovers()
         finally:
-            if process.poll() is None:
-                process.kill()
+            _stop_leaving_nothing(process, children)
+
+
+def _stop_leaving_nothing(process: subprocess.Popen[bytes], children: list[Any]) -> None:
+    """Stop the stack as Ctrl-C would; if that fails (a failed test may leave it in any state),
+    kill it and every process it started, so no broker or database outlives the test."""
+    descendants = list(children)
+    with contextlib.suppress(psutil.NoSuchProcess):
+        descendants += psutil.Process(process.pid).children(recursive=True)
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for child in descendants:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
 
 
 def test_dev_stack_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
@@ -130,7 +153,7 @@ def test_dev_stack_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> No
         assert stack.process.wait(60) == 0
 
     assert len(stack.children) >= 5  # PostgreSQL, broker, api, two workers
-    assert stack.leftovers() == []
+    assert stack.left_running == []
     for port in (stack.api_port, stack.worker_port, stack.worker_port + 1):
         assert not port_is_open("127.0.0.1", port)
 
@@ -147,7 +170,7 @@ def test_dev_stack_stops_everything_when_a_process_dies(tmp_path: Path) -> None:
         assert stack.process.wait(60) == 1
 
     assert "worker-1 exited with code -9; stopping everything" in stack.log_path.read_text()
-    assert stack.leftovers() == []
+    assert stack.left_running == []
 
 
 def minutes_total(worker: str) -> int | None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.harness.kafka import ApacheKafka
-from tests.harness.processes import Worker, child_env
+from tools.stack.kafka import ApacheKafka
+from tools.stack.processes import Worker, child_env
 
 
 @pytest.fixture

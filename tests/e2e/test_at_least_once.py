@@ -12,6 +12,7 @@ import signal
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import asyncpg
 import httpx
@@ -24,13 +25,13 @@ from tests.harness.effects import (
     event_id,
     json_value,
     read_topic,
-    steady_posts,
     wait_processed,
 )
 from tests.harness.isolated import Isolated, isolated_services
-from tests.harness.kafka import ApacheKafka
 from tests.harness.postgres import PostgresServer
-from tests.harness.processes import Worker, http_json, wait_for
+from tools.stack.kafka import ApacheKafka
+from tools.stack.load import steady_posts
+from tools.stack.processes import Worker, eventually, http_json
 
 PARTITIONS = 6
 ROUND_SIZE = 600
@@ -66,6 +67,28 @@ async def batches_held(pg: asyncpg.Pool) -> AsyncIterator[None]:
         yield
 
 
+async def processed_total(pg: asyncpg.Pool) -> int:
+    return int(await pg.fetchval("SELECT value FROM totals WHERE name = 'processed'"))
+
+
+async def processed_since(pg: asyncpg.Pool, total: int) -> bool:
+    return await processed_total(pg) > total
+
+
+async def batch_waiting_on_lock(pg: asyncpg.Pool) -> bool:
+    """True once a worker's batch statement waits for the lock batches_held takes."""
+    return bool(
+        await pg.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query ILIKE '%totals%'"
+        )
+    )
+
+
+def exited(worker: Worker) -> bool:
+    return worker.process is None or worker.process.poll() is not None
+
+
 async def signal_later(worker: Worker, sig: int, after: float) -> None:
     await asyncio.sleep(after)
     assert worker.process is not None
@@ -78,19 +101,22 @@ async def play_round(setup: Isolated, client: httpx.AsyncClient, *, held: bool) 
         setup.start_worker()
     workers = setup.running()
     for worker in workers:
-        worker.wait_ready()
-    wait_for(lambda: split(workers), timeout=90, message="partitions not split")
+        await asyncio.to_thread(worker.wait_ready)
+    await eventually(lambda: split(workers), timeout=90, message="partitions not split")
     users = [f"r-{uuid.uuid4().hex[:8]}" for _ in range(12)]
     stopped, killed = workers[0], workers[1]
+    processed_before = await processed_total(setup.pg)
     posting = asyncio.create_task(steady_posts(client, users, ROUND_SIZE, RATE))
     if held:
-        await asyncio.sleep(1.0)
+        await eventually(partial(processed_since, setup.pg, processed_before), timeout=30)
         async with batches_held(setup.pg):
-            await asyncio.sleep(0.5)  # batches are in flight, their UPDATE waits on the lock
+            await eventually(partial(batch_waiting_on_lock, setup.pg), timeout=30, interval=0.05)
             await asyncio.gather(
                 signal_later(stopped, signal.SIGTERM, 0), signal_later(killed, signal.SIGKILL, 0.2)
             )
-            await asyncio.sleep(1.0)
+            # The killed worker dies with its batch unfinished; the stopped one cannot finish
+            # its own until the lock goes.
+            await eventually(lambda: exited(killed), timeout=30, interval=0.05)
     else:
         await asyncio.gather(
             signal_later(stopped, signal.SIGTERM, 1.0), signal_later(killed, signal.SIGKILL, 2.0)

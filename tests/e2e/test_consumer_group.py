@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from tests.harness.effects import TOPIC, post_applications, user_count, wait_processed
-from tests.harness.processes import http_json, wait_for
 from tests.harness.settings import TEST_SETTINGS
+from tools.stack.processes import eventually, http_json, wait_for
 
 PARTITIONS = set(range(int(TEST_SETTINGS["TOPIC_PARTITIONS"])))
 
@@ -45,8 +45,8 @@ async def test_stopped_worker_partitions_move_and_nothing_is_lost(
 ) -> None:
     workers = [start_worker(wait=False) for _ in range(3)]
     for worker in workers:
-        worker.wait_ready()
-    wait_for(lambda: split_is_complete(workers), timeout=60, message="partitions not split")
+        await asyncio.to_thread(worker.wait_ready)
+    await eventually(lambda: split_is_complete(workers), timeout=60, message="partitions not split")
     users = [f"g-{uuid.uuid4().hex[:8]}" for _ in range(12)]
 
     first_half = await post_applications(client, users, 250)
@@ -57,7 +57,7 @@ async def test_stopped_worker_partitions_move_and_nothing_is_lost(
     ids = first_half + second_half
 
     await wait_processed(pg, ids, timeout=120)
-    wait_for(lambda: split_is_complete(workers), timeout=60, message="no rebalance")
+    await eventually(lambda: split_is_complete(workers), timeout=60, message="no rebalance")
     expected = {
         row["user_name"]: row["n"]
         for row in await pg.fetch(
@@ -68,7 +68,7 @@ async def test_stopped_worker_partitions_move_and_nothing_is_lost(
     }
     assert sum(expected.values()) == 500
     # Any worker answers for any user (table_route forwards to the key's owner).
-    wait_for(
+    await eventually(
         lambda: all(user_count(workers[0], name) == n for name, n in expected.items()),
         timeout=60,
         message="table counts differ from PostgreSQL",

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.harness.processes import api_and_worker
+from tools.stack.processes import api_and_worker
 
 CHROMIUM = Path("/usr/bin/chromium")
 # As the machine's closed network wants it: no background connections, no sandbox as root.

@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 
 from tests.harness.effects import TOPIC, event_id, json_value, read_topic
-from tests.harness.processes import Api, child_env
+from tools.stack.processes import Api, child_env, eventually
 
 DRAIN_SECONDS = 2.0
 RATE = 150.0  # POSTs a second
@@ -23,7 +23,7 @@ async def test_sigterm_under_load_drains_first_and_loses_nothing(
     env = child_env(**{**service_env, "API_DRAIN_SECONDS": str(DRAIN_SECONDS)})
     api = Api(env)
     api.start()
-    api.wait_ready()
+    await asyncio.to_thread(api.wait_ready)
     accepted: list[int] = []
     failures: list[str] = []
     stop_posting = asyncio.Event()  # set once /readyz says 503, as a load balancer would
@@ -60,7 +60,7 @@ async def test_sigterm_under_load_drains_first_and_loses_nothing(
     try:
         async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
             loading = asyncio.create_task(load(client))
-            await asyncio.sleep(1.5)
+            await eventually(lambda: len(accepted) >= RATE, timeout=30, interval=0.05)
             codes, turned_after = await readiness_after_signal(client)
             await loading
         assert api.process is not None
@@ -76,7 +76,7 @@ async def test_sigterm_under_load_drains_first_and_loses_nothing(
     restarted = Api(env)
     restarted.start()
     try:
-        restarted.wait_ready()
+        await asyncio.to_thread(restarted.wait_ready)
         wanted = set(accepted)
         found = await read_topic(
             bootstrap_servers,

@@ -18,11 +18,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streamapp import migrate
-from tests.harness.effects import TOPIC, steady_posts, wait_processed
-from tests.harness.kafka import KafkaCluster
+from tests.harness.effects import TOPIC, wait_processed
 from tests.harness.postgres import PostgresServer
-from tests.harness.processes import Api, Worker, child_env, wait_for
 from tests.harness.settings import TEST_SETTINGS
+from tools.stack.kafka import KafkaCluster
+from tools.stack.load import steady_posts
+from tools.stack.processes import Api, Worker, child_env, eventually
 
 PARTITIONS = 6
 COUNT, RATE = 1500, 100.0  # fifteen seconds of POSTs
@@ -91,10 +92,10 @@ async def test_a_killed_broker_loses_nothing_and_rejoins(
         process.start()
     pool = await asyncpg.create_pool(cluster_env["DATABASE_URL"], min_size=1, max_size=2)
     try:
-        api.wait_ready()
+        await asyncio.to_thread(api.wait_ready)
         for worker in workers:
-            worker.wait_ready()
-        wait_for(
+            await asyncio.to_thread(worker.wait_ready)
+        await eventually(
             lambda: all(w.assigned_partitions(TOPIC) for w in workers),
             timeout=90,
             message="the workers did not split the partitions",

@@ -10,7 +10,7 @@ import pytest
 
 from streamapp.dev.processes import free_port
 from tests.harness.effects import TOPIC
-from tests.harness.processes import Api, StreamappProcess, Worker, child_env, wait_for
+from tools.stack.processes import Api, StreamappProcess, Worker, child_env, wait_for
 
 FAUST = str(Path(sys.executable).with_name("faust"))
 BELOW = {

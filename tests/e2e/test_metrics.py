@@ -11,23 +11,10 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness.effects import TOPIC, post_applications, wait_processed
-from tests.harness.processes import Worker, wait_for
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def total(metrics: dict[tuple[str, Any], float], name: str, **labels: str) -> float:
-    wanted = set(labels.items())
-    return sum(v for (n, ls), v in metrics.items() if n == name and wanted <= set(ls))
+from tests.harness.metrics import samples, total
+from tools.stack.processes import Worker, eventually
 
 
 async def scrape_api(client: httpx.AsyncClient) -> dict[tuple[str, Any], float]:
@@ -77,7 +64,7 @@ async def test_api_and_worker_metrics_move(
         ("streamapp_batch_duration_seconds_count", 1),
         ("streamapp_records_dead_lettered_total", 1),
     ]:
-        wait_for(lambda n=name, b=by: moved(n, b), timeout=30, message=name)
+        await eventually(lambda n=name, b=by: moved(n, b), timeout=30, message=name)
     lags = [ls for (n, ls) in scrape_worker(running_worker) if n == "streamapp_consumer_lag"]
     assert sorted(dict(ls)["partition"] for ls in lags) == [str(p) for p in range(6)]
 

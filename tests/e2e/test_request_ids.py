@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.harness.effects import TOPIC, event_id, read_topic
-from tests.harness.processes import Api, Worker, api_and_worker, child_env, wait_for
+from tools.stack.processes import Api, Worker, api_and_worker, child_env, eventually
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,9 @@ async def test_a_request_id_travels_from_the_post_to_the_worker(
                 None,
             )
 
-        line = wait_for(worker_line, timeout=30, message="no worker line with the request id")
+        line = await eventually(
+            worker_line, timeout=30, message="no worker line with the request id"
+        )
         assert line["level"] == "DEBUG"
         assert str(line["message"]).endswith(": processed")
         api_lines = [e for e in json_lines(api.log()) if e.get("request_id") == trace]

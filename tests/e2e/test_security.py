@@ -14,7 +14,7 @@ import psutil
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.harness.processes import Api, Worker, api_and_worker, child_env, wait_for
+from tools.stack.processes import Api, Worker, api_and_worker, child_env, wait_for
 
 PASSWORD = "pw-Kx7Qz2Lr9Vt4"
 KEYS = ("key-alpha-3Fh8Lq2Zm6Wp", "key-beta-9Rt5Nc1Xv7Yk")

@@ -4,6 +4,7 @@ changelog write, and after a worker's partitions moved to another."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import uuid
 from collections.abc import AsyncIterator
@@ -17,9 +18,9 @@ from databases import Database
 from streamapp.services.processing import mark_processed
 from tests.harness.effects import TOPIC, post_applications, wait_processed
 from tests.harness.isolated import Isolated, isolated_services
-from tests.harness.kafka import ApacheKafka
 from tests.harness.postgres import PostgresServer
-from tests.harness.processes import Worker, http_json, wait_for
+from tools.stack.kafka import ApacheKafka
+from tools.stack.processes import Worker, eventually, http_json
 
 PARTITIONS = 4
 
@@ -104,8 +105,8 @@ async def test_every_worker_answers_the_clusters_minutes_and_users_as_postgres_h
 
         workers = [isolated.start_worker(), isolated.start_worker()]
         for worker in workers:
-            worker.wait_ready()
-        wait_for(lambda: owns_every_partition_between(workers), 90, message="no split")
+            await asyncio.to_thread(worker.wait_ready)
+        await eventually(lambda: owns_every_partition_between(workers), 90, message="no split")
         # Only the redelivered records can set the crashed users' rows right: nothing else
         # of theirs is processed.
         ids = crashed + await post_applications(client, users[4:], 300)
@@ -114,7 +115,7 @@ async def test_every_worker_answers_the_clusters_minutes_and_users_as_postgres_h
     expected = await postgres_minutes(isolated)
     assert sum(expected.values()) == 340
     for worker in workers:
-        wait_for(
+        await eventually(
             lambda w=worker: cluster_minutes(w) == (expected, 2),
             timeout=30,
             message=f"{worker.name}: {cluster_minutes(worker)} != {expected}",
@@ -132,8 +133,8 @@ async def test_every_worker_answers_the_clusters_minutes_and_users_as_postgres_h
     # changelogs, and answers the same.
     workers[0].stop(signal.SIGTERM)
     survivor = workers[1]
-    wait_for(lambda: owns_every_partition_between([survivor]), 90, message="no takeover")
-    wait_for(
+    await eventually(lambda: owns_every_partition_between([survivor]), 90, message="no takeover")
+    await eventually(
         lambda: cluster_minutes(survivor) == (expected, 1),
         timeout=60,
         message=f"after the takeover: {cluster_minutes(survivor)} != {expected}",

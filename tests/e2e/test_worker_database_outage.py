@@ -15,9 +15,9 @@ from streamapp import migrate
 from streamapp.dev.postgres import EmbeddedPostgres
 from streamapp.stream.topics import partition_of, user_key
 from tests.harness.effects import TOPIC, wait_processed
-from tests.harness.kafka import ApacheKafka
-from tests.harness.processes import Worker, child_env, wait_for
 from tests.harness.settings import TEST_SETTINGS
+from tools.stack.kafka import ApacheKafka
+from tools.stack.processes import Worker, child_env, eventually
 
 PARTITIONS = 4
 
@@ -85,12 +85,12 @@ async def test_worker_waits_out_a_database_outage(
     server, url = own_postgres
     worker = Worker(child_env(**{**service_env, "DATABASE_URL": url})).start()
     try:
-        worker.wait_ready()
+        await asyncio.to_thread(worker.wait_ready)
         events = await store_new_applications(url, user_name, 5)
 
         await asyncio.to_thread(server.stop)
         await send_events(bootstrap_servers, events)
-        wait_for(lambda: "database unavailable" in worker.log(), timeout=30)
+        await eventually(lambda: "database unavailable" in worker.log(), timeout=30)
         await asyncio.to_thread(server.start)
 
         pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
@@ -123,8 +123,8 @@ async def test_partitions_revoked_while_a_worker_waits_out_a_database_outage(
     staying, stopped = Worker(env).start(), Worker(env).start()
     try:
         for worker in (staying, stopped):
-            worker.wait_ready()
-        wait_for(
+            await asyncio.to_thread(worker.wait_ready)
+        await eventually(
             lambda: staying.assigned_partitions(TOPIC) and stopped.assigned_partitions(TOPIC),
             timeout=60,
             message="the workers did not split the partitions",
@@ -137,7 +137,7 @@ async def test_partitions_revoked_while_a_worker_waits_out_a_database_outage(
         await asyncio.to_thread(server.stop)
         await send_events(own_kafka.bootstrap_servers, events)
         for worker in (staying, stopped):
-            wait_for(lambda w=worker: "database unavailable" in w.log(), timeout=30)
+            await eventually(lambda w=worker: "database unavailable" in w.log(), timeout=30)
 
         assert stopped.process is not None
         stopped.process.send_signal(signal.SIGTERM)
@@ -145,12 +145,12 @@ async def test_partitions_revoked_while_a_worker_waits_out_a_database_outage(
             "a worker waiting on the database did not stop"
         )
         assert "unacked while the database is unavailable (stopping)" in stopped.log()
-        wait_for(
+        await eventually(
             lambda: "unacked while the database is unavailable (rebalancing)" in staying.log(),
             timeout=60,
             message="the staying worker did not let its batch go for the rebalance",
         )
-        wait_for(
+        await eventually(
             lambda: len(staying.assigned_partitions(TOPIC)) == PARTITIONS,
             timeout=60,
             message="the staying worker did not take over every partition",

@@ -12,10 +12,10 @@ import asyncpg
 import httpx
 
 from streamapp import migrate
-from tests.harness.kafka import ApacheKafka
 from tests.harness.postgres import PostgresServer
-from tests.harness.processes import Api, Worker, child_env
 from tests.harness.settings import TEST_SETTINGS
+from tools.stack.kafka import ApacheKafka
+from tools.stack.processes import Api, Worker, child_env
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Isolated:
         """An API process on these services, and a client of it."""
         api = Api(self.env).start()
         try:
-            api.wait_ready()
+            await asyncio.to_thread(api.wait_ready)
             async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
                 yield client
         finally:

@@ -24,8 +24,8 @@ def ack_done(feed: Feed, offsets: list[int]) -> None:
 
 
 async def test_records_the_stream_skips_never_become_committable(feed: Feed) -> None:
-    """Guard 1: Faust's stream acks the records it skips (here: of a past generation, as
-    after a rebalance); the consumer lets go of them without making them committable."""
+    """Faust's stream skips records of a past generation (as after a rebalance) without
+    tracking them: they must never become committable, so they are read again."""
     await feed.put(range(3), generation=feed.app.consumer_generation_id - 1)
     await feed.put([3])  # one current record, so the stream hands something over
     event = await asyncio.wait_for(anext(aiter(feed.stream)), 5)

@@ -10,7 +10,7 @@ import pytest
 
 from streamapp import migrate
 from streamapp.dev.postgres import EmbeddedPostgres
-from tests.harness.processes import Api, child_env, wait_for
+from tools.stack.processes import Api, child_env, eventually
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ async def test_database_outage_gives_503_then_recovers(
     await asyncio.to_thread(migrate.upgrade, url)
     api = Api(child_env(**{**service_env, "DATABASE_URL": url})).start()
     try:
-        api.wait_ready()
+        await asyncio.to_thread(api.wait_ready)
         assert post(api, "before").status_code == 201
 
         own_postgres.stop()
@@ -55,7 +55,7 @@ async def test_database_outage_gives_503_then_recovers(
         assert httpx.get(f"{api.url}/healthz", timeout=10).status_code == 200
 
         own_postgres.start()
-        wait_for(lambda: post(api, "after").status_code == 201, timeout=30, interval=0.5)
+        await eventually(lambda: post(api, "after").status_code == 201, timeout=30, interval=0.5)
         stored = httpx.get(f"{api.url}/applications", params={"user_name": "outage"}).json()
         descriptions = [a["description"] for a in stored["applications"]]
         assert descriptions[0] == "after"
@@ -74,13 +74,13 @@ async def test_api_started_before_the_database_waits_for_it(
     own_postgres.stop()
     api = Api(child_env(**{**service_env, "DATABASE_URL": url})).start()
     try:
-        await asyncio.sleep(2)
+        # Two attempts logged: it retries rather than giving up at the first refusal.
+        await eventually(lambda: api.log().count("PostgreSQL not reachable yet") >= 2, timeout=30)
         assert api.process is not None
         assert api.process.poll() is None  # still waiting, not crashed
-        assert "PostgreSQL not reachable yet" in api.log()
 
         own_postgres.start()
-        api.wait_ready()
+        await asyncio.to_thread(api.wait_ready)
         assert post(api, "late").status_code == 201
     finally:
         api.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.processes import Api, Worker, child_env
+from tools.stack.processes import Api, Worker, child_env
 
 EXAMPLES_PER_OPERATION = 30
 SEED = "1"  # a fixed seed: the same cases on every run, so a failure is reproducible

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import os
 import random
@@ -16,9 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from streamapp.config import Settings
 from streamapp.dev.processes import LoggedProcess
 from streamapp.stream.topics import NEW_APPLICATIONS
-from tests.harness.settings import TEST_SETTINGS
 
 STREAMAPP = [sys.executable, "-m", "streamapp"]
 
@@ -76,7 +78,9 @@ class Worker(StreamappProcess):
 
     def wait_holding_every_partition(self, timeout: float = 90.0) -> None:
         """Wait until this worker, alone in its group, holds every partition of the topic."""
-        partitions = int(TEST_SETTINGS["TOPIC_PARTITIONS"])
+        partitions = int(
+            self.env.get("TOPIC_PARTITIONS", Settings.model_fields["topic_partitions"].default)
+        )
         wait_for(
             lambda: len(self.assigned_partitions(NEW_APPLICATIONS)) == partitions,
             timeout=timeout,
@@ -148,6 +152,25 @@ def wait_for(condition: Any, timeout: float, interval: float = 0.2, message: str
         if last:
             return last
         time.sleep(interval)
+    raise AssertionError(message or f"condition not met in {timeout}s (last: {last!r})")
+
+
+async def eventually(
+    condition: Any, timeout: float, interval: float = 0.2, message: str = ""
+) -> Any:
+    """wait_for for async tests: poll without blocking the event loop the test shares with
+    the API (a sync condition, such as an HTTP call to a worker, runs in a thread)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        if inspect.iscoroutinefunction(condition):
+            last = await condition()
+        else:
+            last = await asyncio.to_thread(condition)
+            assert not inspect.isawaitable(last), "pass an async condition itself, not a lambda"
+        if last:
+            return last
+        await asyncio.sleep(interval)
     raise AssertionError(message or f"condition not met in {timeout}s (last: {last!r})")
 
 

@@ -17,7 +17,7 @@ from streamapp.dev.processes import LoggedProcess, free_port, port_is_open
 
 logger = logging.getLogger(__name__)
 
-TOOLS_DIR = Path(__file__).resolve().parents[2] / "tools" / "kafka"
+TOOLS_DIR = Path(__file__).resolve().parents[1] / "kafka"
 POM = TOOLS_DIR / "pom.xml"
 LOG_CONFIG = TOOLS_DIR / "log4j2.yaml"
 CACHE_ROOT = Path(os.environ.get("STREAMAPP_CACHE", Path.home() / ".cache" / "streamapp"))
