@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -102,6 +103,13 @@ async def test_a_batch_given_up_midway_commits_nothing(
     assert feed.committable() is None
 
 
+def assert_written_and_committable(feed: Feed, tables: Tables, messages: list[Any]) -> None:
+    """The batch of offsets 0 and 1 was written, then acked: committable up to 2."""
+    assert tables.written == ["counts of 0..1"]
+    assert all(message.acked for message in messages)
+    assert feed.committable() == 2
+
+
 async def test_a_rebalance_makes_held_batches_due_at_once(
     feed: Feed, delivery: Delivery[str], tables: Tables
 ) -> None:
@@ -111,9 +119,7 @@ async def test_a_rebalance_makes_held_batches_due_at_once(
         feed.app.rebalancing = True  # the rebalance waits for every record in hand
         await delivery.done(batch, "counts of 0..1")
 
-        assert tables.written == ["counts of 0..1"]
-        assert all(message.acked for message in messages)
-        assert feed.committable() == 2
+        assert_written_and_committable(feed, tables, messages)
 
 
 async def test_the_stop_writes_what_is_held(
@@ -126,9 +132,7 @@ async def test_the_stop_writes_what_is_held(
         for hook in feed.app.before_stop:  # what StreamApp.on_stop runs first
             await hook()
 
-        assert tables.written == ["counts of 0..1"]
-        assert all(message.acked for message in messages)
-        assert feed.committable() == 2
+        assert_written_and_committable(feed, tables, messages)
 
 
 async def test_a_released_batch_is_let_go_of_uncommitted(
