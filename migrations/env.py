@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from streamapp.config import get_settings
+from streamapp.migrate import asyncpg_dsn_of
 from streamapp.models.tables import metadata
 
 config = context.config
@@ -18,13 +20,13 @@ target_metadata = metadata
 def database_url() -> str:
     """Return the URL a caller passed in (tests, `streamapp migrate`), else the settings' one."""
     url = config.attributes.get("database_url")
-    if url:
-        return str(url)
-    return get_settings().sqlalchemy_url.render_as_string(hide_password=False)
+    return asyncpg_dsn_of(str(url) if url else get_settings().asyncpg_dsn)
 
 
 def run_offline() -> None:
-    context.configure(url=database_url(), target_metadata=target_metadata, literal_binds=True)
+    context.configure(
+        url="postgresql+asyncpg://", target_metadata=target_metadata, literal_binds=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -36,7 +38,12 @@ def _run_sync(connection: Connection) -> None:
 
 
 async def run_online() -> None:
-    engine = create_async_engine(database_url())
+    # asyncpg connects from the DSN itself, so sslmode, sslrootcert, sslcert and sslkey in it
+    # apply as they do to the service's own connections.
+    dsn = database_url()
+    engine = create_async_engine(
+        "postgresql+asyncpg://", async_creator=lambda: asyncpg.connect(dsn)
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_sync)

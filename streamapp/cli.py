@@ -160,8 +160,7 @@ def _run_generate(args: argparse.Namespace, settings: Settings, _: Sequence[str]
 def _run_dlq(args: argparse.Namespace, settings: Settings, _: Sequence[str]) -> None:
     from streamapp.stream import dead_letters
 
-    servers = settings.kafka_bootstrap_servers
-    letters = asyncio.run(dead_letters.read_dead_letters(servers))
+    letters = asyncio.run(dead_letters.read_dead_letters(settings.kafka))
     out = sys.stdout
     for letter in letters:
         value = "null" if letter.value is None else repr(_excerpt(letter.value))
@@ -169,7 +168,7 @@ def _run_dlq(args: argparse.Namespace, settings: Settings, _: Sequence[str]) -> 
     out.write(f"{len(letters)} dead letters\n")
     if args.replay:
         replay = dead_letters.replay(
-            letters, servers, settings.asyncpg_dsn, idempotent=settings.producer_idempotence
+            letters, settings.kafka, settings.asyncpg_dsn, idempotent=settings.producer_idempotence
         )
         outcome = asyncio.run(replay)
         out.write(", ".join(f"{what}: {n}" for what, n in sorted(outcome.items())) + "\n")

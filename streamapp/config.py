@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 import sys
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     Field,
@@ -18,6 +20,16 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
+from streamapp.connections import (
+    KafkaConnection,
+    SaslMechanism,
+    SecurityProtocol,
+    SslMode,
+    TlsFileError,
+    client_ssl_context,
+    postgres_tls_of,
+    with_postgres_tls,
+)
 from streamapp.logs import LogFormat
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -28,6 +40,16 @@ REQUIRED_WITHOUT_DATABASE_URL = ("postgres_user", "postgres_password", "postgres
 
 
 API_KEY_MIN = 16
+WORKER_WEB_TOKEN_MIN = 16
+# Secrets that may also come from a file named by NAME_FILE (Docker and Kubernetes secrets).
+SECRETS = (
+    "postgres_password",
+    "database_url",
+    "kafka_sasl_password",
+    "kafka_ssl_key_password",
+    "api_keys",
+    "worker_web_token",
+)
 _ORIGIN = re.compile(r"https?://[^/\s:]+(:[0-9]{1,5})?")
 
 
@@ -56,7 +78,21 @@ class Settings(BaseSettings):
     db_pool_min_size: Count = 2
     db_command_timeout: Duration = 10.0
 
+    postgres_sslmode: SslMode | None = None
+    postgres_sslrootcert: str | None = None
+    postgres_sslcert: str | None = None
+    postgres_sslkey: str | None = None
+
     kafka_bootstrap_servers: str = "localhost:9092"
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_check_hostname: bool = True
     # The original service's name for the consumer's broker; accepted and not used.
     host_consumer: str | None = None
     topic_partitions: Count = 8
@@ -71,6 +107,7 @@ class Settings(BaseSettings):
     worker_data_dir: str = ".streamapp-data"
     worker_web_host: str | None = None
     worker_web_bind: str = "127.0.0.1"
+    worker_web_token: SecretStr | None = None
 
     outbox_relay_interval: Duration = 1.0
     outbox_relay_delay: NonNegativeDuration = 5.0
@@ -88,16 +125,47 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "text"
 
+    # NAME_FILE: the file holding the secret NAME (read in _read_secret_files).
+    postgres_password_file: str | None = None
+    database_url_file: str | None = None
+    kafka_sasl_password_file: str | None = None
+    kafka_ssl_key_password_file: str | None = None
+    api_keys_file: str | None = None
+    worker_web_token_file: str | None = None
+
     @model_validator(mode="before")
     @classmethod
     def _normalise_log_settings(cls, data: object) -> object:
         if isinstance(data, dict):
-            for key in ("log_level", "LOG_LEVEL"):
-                if isinstance(data.get(key), str):
-                    data[key] = data[key].strip().upper()
-            for key in ("log_format", "LOG_FORMAT"):
-                if isinstance(data.get(key), str):
-                    data[key] = data[key].strip().lower()
+            for name in ("log_level", "kafka_security_protocol", "kafka_sasl_mechanism"):
+                for key in (name, name.upper()):
+                    if isinstance(data.get(key), str):
+                        data[key] = data[key].strip().upper()
+            for name in ("log_format", "postgres_sslmode"):
+                for key in (name, name.upper()):
+                    if isinstance(data.get(key), str):
+                        data[key] = data[key].strip().lower()
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: object) -> object:
+        """NAME_FILE names a file holding NAME (its trailing newline dropped)."""
+        if not isinstance(data, dict):
+            return data
+        for name in SECRETS:
+            path = _pop_either(data, f"{name}_file")
+            if not path:
+                continue
+            if _get_either(data, name):
+                raise ValueError(f"set {name.upper()} or {name.upper()}_FILE, not both")
+            try:
+                data[name] = Path(path).read_text().removesuffix("\n")
+            except OSError as exc:
+                raise ValueError(
+                    f"invalid setting {name.upper()}_FILE: cannot read {path}: "
+                    f"{exc.strerror or exc}"
+                ) from None
         return data
 
     @field_validator("database_url")
@@ -147,6 +215,59 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _check_kafka_security(self) -> Settings:
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_"):
+            missing = [
+                name
+                for name in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+                if not getattr(self, name)
+            ]
+            if missing:
+                names = ", ".join(name.upper() for name in missing)
+                raise ValueError(f"KAFKA_SECURITY_PROTOCOL={protocol} needs {names}")
+        elif self.kafka_sasl_mechanism:
+            raise ValueError(
+                f"KAFKA_SASL_MECHANISM is set but KAFKA_SECURITY_PROTOCOL is {protocol}"
+                " (SASL_SSL or SASL_PLAINTEXT use it)"
+            )
+        if not protocol.endswith("SSL"):
+            given = [name for name in _KAFKA_TLS_FILES if getattr(self, name)]
+            if given:
+                raise ValueError(
+                    f"{given[0].upper()} is set but KAFKA_SECURITY_PROTOCOL is {protocol}"
+                    " (SSL or SASL_SSL use it)"
+                )
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ValueError("KAFKA_SSL_KEYFILE needs KAFKA_SSL_CERTFILE")
+        for name in _KAFKA_TLS_FILES:
+            _check_readable(name, getattr(self, name))
+        _ = self.kafka  # builds the SSL context now, so a bad file stops the start
+        return self
+
+    @model_validator(mode="after")
+    def _check_postgres_tls(self) -> Settings:
+        for name, value in self.postgres_tls.items():
+            if name != "sslmode":
+                _check_readable(f"postgres_{name}", value)
+        mode = self.postgres_tls.get("sslmode")
+        if mode is not None and mode not in get_args(SslMode):
+            raise ValueError(f"sslmode={mode} in DATABASE_URL is not one of libpq's modes")
+        return self
+
+    @model_validator(mode="after")
+    def _check_worker_web_token(self) -> Settings:
+        token = self.worker_web_token.get_secret_value() if self.worker_web_token else ""
+        if token and len(token) < WORKER_WEB_TOKEN_MIN:
+            raise ValueError(f"WORKER_WEB_TOKEN must be at least {WORKER_WEB_TOKEN_MIN} characters")
+        if not token and not _is_loopback(self.worker_web_bind):
+            raise ValueError(
+                f"WORKER_WEB_BIND={self.worker_web_bind} reaches beyond this host: set "
+                "WORKER_WEB_TOKEN, the secret workers and the API present to each other"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _require_database(self) -> Settings:
         if self.database_url:
             return self
@@ -175,9 +296,51 @@ class Settings(BaseSettings):
 
     @property
     def asyncpg_dsn(self) -> str:
-        """Return the URL in the plain `postgresql://` form `databases` and asyncpg accept."""
-        return self.sqlalchemy_url.set(drivername="postgresql").render_as_string(
-            hide_password=False
+        """Return the URL in the plain `postgresql://` form `databases` and asyncpg accept,
+        with the TLS parameters of POSTGRES_SSL* added where DATABASE_URL has none."""
+        dsn = self.sqlalchemy_url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return with_postgres_tls(dsn, self._postgres_tls_settings)
+
+    @property
+    def _postgres_tls_settings(self) -> dict[str, str]:
+        values = {
+            "sslmode": self.postgres_sslmode,
+            "sslrootcert": self.postgres_sslrootcert,
+            "sslcert": self.postgres_sslcert,
+            "sslkey": self.postgres_sslkey,
+        }
+        return {name: value for name, value in values.items() if value}
+
+    @property
+    def postgres_tls(self) -> dict[str, str]:
+        """The PostgreSQL TLS parameters in effect: DATABASE_URL's, then POSTGRES_SSL*."""
+        url = self.database_url.get_secret_value() if self.database_url else ""
+        return {**self._postgres_tls_settings, **postgres_tls_of(url)}
+
+    @functools.cached_property
+    def kafka(self) -> KafkaConnection:
+        """How every Kafka client reaches the brokers; its SSL context is built once."""
+        context = None
+        if self.kafka_security_protocol.endswith("SSL"):
+            password = self.kafka_ssl_key_password
+            try:
+                context = client_ssl_context(
+                    cafile=self.kafka_ssl_cafile,
+                    certfile=self.kafka_ssl_certfile,
+                    keyfile=self.kafka_ssl_keyfile,
+                    key_password=password.get_secret_value() if password else None,
+                    check_hostname=self.kafka_ssl_check_hostname,
+                )
+            except TlsFileError as exc:
+                raise ValueError(f"invalid setting KAFKA_SSL_{exc.which.upper()}: {exc}") from None
+        sasl_password = self.kafka_sasl_password
+        return KafkaConnection(
+            self.kafka_bootstrap_servers,
+            self.kafka_security_protocol,
+            self.kafka_sasl_mechanism,
+            self.kafka_sasl_username,
+            sasl_password.get_secret_value() if sasl_password else None,
+            context,
         )
 
     @property
@@ -204,6 +367,40 @@ class Settings(BaseSettings):
         return ";".join(s if "://" in s else f"kafka://{s}" for s in servers)
 
 
+_KAFKA_TLS_FILES = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+
+
+def _get_either(data: dict[str, Any], name: str) -> Any:
+    return data.get(name, data.get(name.upper()))
+
+
+def _pop_either(data: dict[str, Any], name: str) -> Any:
+    value = data.pop(name, None)
+    upper = data.pop(name.upper(), None)
+    return value or upper
+
+
+def _check_readable(name: str, path: str | None) -> None:
+    if not path:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(
+            f"invalid setting {name.upper()}: cannot read {path}: {exc.strerror or exc}"
+        ) from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve beyond this host
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings, turning any validation error into a one-line `ConfigError`."""
     try:
@@ -216,6 +413,8 @@ def _describe(exc: ValidationError) -> str:
     error = exc.errors()[0]
     field = ".".join(str(part) for part in error["loc"]).upper()
     message = str(error["msg"]).removeprefix("Value error, ")
+    if message.startswith("invalid setting "):
+        return message
     if not field:
         return f"invalid configuration: {message}"
     return f"invalid setting {field}: {message}"

@@ -27,8 +27,12 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 
 def create_database(settings: Settings) -> Database:
     """Return a connection manager for the configured database (not yet connected)."""
+    dsn = settings.asyncpg_dsn
     return Database(
-        settings.asyncpg_dsn,
+        dsn,
+        # `databases` hands asyncpg the URL's parts, not its query: the DSN itself carries
+        # sslmode, sslrootcert, sslcert and sslkey, which asyncpg reads as libpq does.
+        dsn=dsn,
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         command_timeout=settings.db_command_timeout,

@@ -23,8 +23,7 @@ ALEMBIC_INI = next(
 def alembic_config(database_url: str | None = None) -> Config:
     """Return the Alembic config for `database_url` (default: the configured database)."""
     config = Config(str(ALEMBIC_INI))
-    url = database_url or get_settings().sqlalchemy_url.render_as_string(hide_password=False)
-    config.attributes["database_url"] = _with_asyncpg(url)
+    config.attributes["database_url"] = database_url or get_settings().asyncpg_dsn
     return config
 
 
@@ -38,6 +37,10 @@ def downgrade(database_url: str | None = None, revision: str = "-1") -> None:
     command.downgrade(alembic_config(database_url), revision)
 
 
-def _with_asyncpg(url: str) -> str:
+def asyncpg_dsn_of(url: str) -> str:
+    """The plain `postgresql://` DSN asyncpg reads (TLS parameters included) for any of the
+    URL forms accepted (`postgres://`, `postgresql+asyncpg://`)."""
     scheme, _, rest = url.partition("://")
-    return f"postgresql+asyncpg://{rest}" if scheme in ("postgres", "postgresql") else url
+    if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
+        return f"postgresql://{rest}"
+    raise ValueError(f"not a PostgreSQL URL: {scheme}://...")

@@ -51,7 +51,7 @@ class StreamApp(faust.App):
             # default under `faust -A`); LOG_LEVEL and the service's format apply from here.
             configure_logging(settings.log_level, settings.log_format)
         await retry(
-            lambda: ensure_topics(settings.kafka_bootstrap_servers, topic_specs(settings)),
+            lambda: ensure_topics(settings.kafka, topic_specs(settings)),
             retry_on=BROKER_UNAVAILABLE_ERRORS,
             what="Kafka not reachable yet",
             backoff=Backoff(0.5, settings.outbox_max_backoff),
@@ -83,6 +83,8 @@ app = StreamApp(
 def _configure(sender: Any, conf: Any, **_: Any) -> None:
     settings = get_settings_or_exit()  # e.g. under `faust -A`: one line, no trace
     conf.broker = settings.kafka_broker_url
+    # The same TLS and SASL as every other client (one SSL context, built with the settings).
+    conf.broker_credentials = settings.kafka.faust_credentials()
     conf.store = "memory://"
     conf.datadir = settings.worker_data_dir
     conf.topic_partitions = settings.topic_partitions

@@ -18,6 +18,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streamapp.connections import KafkaConnection
 from streamapp.models.records import ApplicationCreated, InvalidRecord, decode_application
 from streamapp.models.tables import STATUS_NEW
 from streamapp.stream.topics import DEAD_LETTERS, NEW_APPLICATIONS, user_key
@@ -52,12 +53,15 @@ class DeadLetter:
         )
 
 
-async def read_dead_letters(bootstrap_servers: str, topic: str = DEAD_LETTERS) -> list[DeadLetter]:
+async def read_dead_letters(
+    kafka: KafkaConnection | str, topic: str = DEAD_LETTERS
+) -> list[DeadLetter]:
     """Every dead letter on the topic now, oldest first within each partition."""
-    partitions = await _partitions(bootstrap_servers, topic)
+    options = KafkaConnection.of(kafka).client_options()
+    partitions = await _partitions(options, topic)
     if not partitions:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(partitions)
@@ -75,9 +79,9 @@ async def read_dead_letters(bootstrap_servers: str, topic: str = DEAD_LETTERS) -
         await consumer.stop()
 
 
-async def _partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
+async def _partitions(options: dict[str, Any], topic: str) -> list[TopicPartition]:
     """The topic's partitions; none if it does not exist (it is not created by asking)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**options)
     await admin.start()
     try:
         if topic not in await admin.list_topics():
@@ -97,7 +101,7 @@ class Replayable:
 
 async def replay(
     letters: Iterable[DeadLetter],
-    bootstrap_servers: str,
+    kafka: KafkaConnection | str,
     database_dsn: str,
     *,
     idempotent: bool = True,
@@ -121,7 +125,7 @@ async def replay(
         else:
             outcome["no such application" if status is None else "already processed"] += 1
     if due:
-        await _send(bootstrap_servers, due, idempotent)
+        await _send(KafkaConnection.of(kafka), due, idempotent)
     outcome["replayed"] = len(due)
     return outcome
 
@@ -148,10 +152,8 @@ async def _statuses(database_dsn: str, ids: list[int]) -> dict[int, str]:
     return {row["id"]: row["status"] for row in rows}
 
 
-async def _send(bootstrap_servers: str, due: list[Replayable], idempotent: bool) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=idempotent
-    )
+async def _send(kafka: KafkaConnection, due: list[Replayable], idempotent: bool) -> None:
+    producer = AIOKafkaProducer(**kafka.client_options(), acks="all", enable_idempotence=idempotent)
     await producer.start()
     try:
         for candidate in due:

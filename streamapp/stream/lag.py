@@ -13,6 +13,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from streamapp.connections import KafkaConnection
+
 logger = logging.getLogger(__name__)
 
 MEASURE_ERRORS = (KafkaError, OSError, TimeoutError)
@@ -21,8 +23,8 @@ MEASURE_ERRORS = (KafkaError, OSError, TimeoutError)
 class GroupLag:
     """Measures a group's lag on one topic; its clients are opened on first use and kept."""
 
-    def __init__(self, bootstrap_servers: str, group_id: str, topic: str) -> None:
-        self._bootstrap_servers = bootstrap_servers
+    def __init__(self, kafka: KafkaConnection | str, group_id: str, topic: str) -> None:
+        self._kafka = KafkaConnection.of(kafka)
         self._group_id = group_id
         self._topic = topic
         self._admin: AIOKafkaAdminClient | None = None
@@ -56,10 +58,8 @@ class GroupLag:
 
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None or self._consumer is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap_servers)
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap_servers, enable_auto_commit=False
-            )
+            admin = AIOKafkaAdminClient(**self._kafka.client_options())
+            consumer = AIOKafkaConsumer(**self._kafka.client_options(), enable_auto_commit=False)
             try:
                 await admin.start()
                 await consumer.start()

@@ -17,6 +17,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
 from streamapp.config import Settings
+from streamapp.connections import KafkaConnection
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +55,9 @@ def partition_of(key: bytes, partitions: int) -> int:
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-async def ensure_topics(bootstrap_servers: str, specs: Sequence[TopicSpec]) -> dict[str, int]:
+async def ensure_topics(kafka: KafkaConnection | str, specs: Sequence[TopicSpec]) -> dict[str, int]:
     """Create the topics where missing, warn where smaller than specified; return their sizes."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**KafkaConnection.of(kafka).client_options())
     await admin.start()
     try:
         return {spec.name: await _ensure(admin, spec) for spec in specs}

@@ -11,9 +11,11 @@ import signal
 import subprocess
 import tempfile
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamapp.dev.processes import LoggedProcess, free_port, port_is_open
+from tools.stack.tls import TestCertificates
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,50 @@ def kafka_classpath() -> Path:
     return libs
 
 
+@dataclass(frozen=True)
+class SecureListeners:
+    """Listeners a broker adds beside its plaintext one (kept for the harness itself):
+    SASL_SSL with SCRAM-SHA-512 and PLAIN users, and SSL requiring a client certificate."""
+
+    certificates: TestCertificates
+    users: dict[str, str]  # name -> password, for SCRAM-SHA-512 and PLAIN alike
+    sasl_ssl_port: int = field(default_factory=free_port)
+    ssl_port: int = field(default_factory=free_port)
+
+    def properties(self, host: str, plaintext: str, controller: str) -> dict[str, str]:
+        certfile, keyfile = self.certificates.server("kafka")
+        keystore = certfile.with_name("kafka-keystore.pem")
+        keystore.write_bytes(keyfile.read_bytes() + certfile.read_bytes())
+        plain_users = " ".join(f'user_{name}="{pw}"' for name, pw in self.users.items())
+        listeners = f"SASL_SSL://{host}:{self.sasl_ssl_port},SSL://{host}:{self.ssl_port}"
+        return {
+            "listeners": f"{plaintext},{listeners},{controller}",
+            "advertised.listeners": f"{plaintext},{listeners}",
+            "listener.security.protocol.map": (
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL"
+            ),
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            "listener.name.sasl_ssl.plain.sasl.jaas.config": (
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
+            ),
+            "listener.name.ssl.ssl.client.auth": "required",
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.certificates.cafile),
+        }
+
+    def scram_arguments(self) -> list[str]:
+        """The storage tool's arguments that create the SCRAM users."""
+        arguments = []
+        for name, password in self.users.items():
+            arguments += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
+        return arguments
+
+
 class ApacheKafka:
     """One KRaft node (broker and controller) on free loopback ports, its storage in a
     temporary directory: a cluster of its own, or one node of a `KafkaCluster`."""
@@ -72,6 +118,7 @@ class ApacheKafka:
         voters: dict[int, int] | None = None,
         cluster_id: str | None = None,
         heap: str = "768m",
+        secure: SecureListeners | None = None,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
@@ -79,6 +126,7 @@ class ApacheKafka:
         self.controller_port = voters[node_id] if voters else free_port()
         self.voters = voters  # node id -> controller port, for every node of a cluster
         self.heap = heap
+        self.secure = secure
         self.workdir = Path(tempfile.mkdtemp(prefix=f"streamapp-kafka-{node_id}-"))
         self.cluster_id = cluster_id or new_cluster_id()
         self._server = LoggedProcess(f"Apache Kafka {node_id}", self.workdir / "broker.log")
@@ -145,6 +193,7 @@ class ApacheKafka:
         the tool's output is logged."""
         storage_tool = ["kafka.tools.StorageTool", "format"]
         storage_tool += [] if self.voters else ["--standalone"]
+        storage_tool += self.secure.scram_arguments() if self.secure else []
         for attempt in (1, 2):
             try:
                 self._java(classpath, *storage_tool, "-t", self.cluster_id, "-c", str(properties))
@@ -200,6 +249,12 @@ class ApacheKafka:
             "group.initial.rebalance.delay.ms": "0",
             "log.flush.interval.messages": "1000000",
         }
+        if self.secure:
+            settings.update(
+                self.secure.properties(
+                    host, f"PLAINTEXT://{host}:{port}", f"CONTROLLER://{host}:{controller}"
+                )
+            )
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 

@@ -56,7 +56,7 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
     feed = ProcessedFeed(settings.asyncpg_dsn, settings.outbox_max_backoff)
     dashboard = DashboardFeed(
         db=db,
-        lag=GroupLag(settings.kafka_bootstrap_servers, APP_ID, NEW_APPLICATIONS),
+        lag=GroupLag(settings.kafka, APP_ID, NEW_APPLICATIONS),
         backlog=outbox.measure_backlog,
     )
     feed.add_listener(dashboard.applications_processed)
