@@ -40,12 +40,14 @@ class EmbeddedPostgres:
         host: str = "127.0.0.1",
         port: int | None = None,
         durable: bool = False,
+        bin_dir: Path = POSTGRES_BIN,
     ) -> None:
         self._temp_root = None if data_dir else Path(tempfile.mkdtemp(prefix="streamapp-pg-"))
         self.data_dir = data_dir or (self._temp_root / "data")  # type: ignore[operator]
         self.host = host
         self.port = port or free_port(host)
         self.durable = durable
+        self.bin_dir = bin_dir
         self.log_path = self.data_dir.parent / "postgres.log"
         self._server = LoggedProcess("PostgreSQL", self.log_path)
         self._run_as = SERVICE_USER if os.geteuid() == 0 else None
@@ -59,8 +61,8 @@ class EmbeddedPostgres:
         self._prepare_permissions()
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
-        command = [str(POSTGRES_BIN / "postgres"), "-D", str(self.data_dir), *self._address()]
-        settings = ["max_connections=200"]
+        command = [str(self.bin_dir / "postgres"), "-D", str(self.data_dir), *self._address()]
+        settings = ["max_connections=200", *self.extra_settings()]
         if not self.durable:
             # Throw-away servers (tests, the default dev stack) trade crash safety for speed.
             settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
@@ -69,6 +71,10 @@ class EmbeddedPostgres:
         self._server.launch(command, user=self._run_as)
         self._server.wait_until(self._is_ready, timeout)
         logger.info("PostgreSQL ready on %s:%s (data %s)", self.host, self.port, self.data_dir)
+
+    def extra_settings(self) -> list[str]:
+        """Server settings (`name=value`) of a variant of this server."""
+        return []
 
     def create_database(self, name: str) -> str:
         """Create database `name` (if absent) and return its URL."""
@@ -92,16 +98,20 @@ class EmbeddedPostgres:
             shutil.rmtree(self._temp_root, ignore_errors=True)
 
     def _is_ready(self) -> bool:
-        command = [str(POSTGRES_BIN / "pg_isready"), "-q", *self._address()]
+        command = [str(self.bin_dir / "pg_isready"), "-q", *self._address()]
         return subprocess.run(command, check=False).returncode == 0
 
+    def psql(self, database: str, sql: str) -> str:
+        """Run `sql` as the superuser on `database`; return its unaligned output."""
+        return self._psql(database, sql)
+
     def _psql(self, database: str, sql: str) -> str:
-        command = [str(POSTGRES_BIN / "psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"]
+        command = [str(self.bin_dir / "psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"]
         command += [*self._address(), "-U", SUPERUSER, "-d", database, "-c", sql]
         return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
     def _initdb(self) -> None:
-        command = [str(POSTGRES_BIN / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER]
+        command = [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER]
         command += ["--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"]
         subprocess.run(command, check=True, capture_output=True, user=self._run_as)
 
@@ -114,10 +124,11 @@ class EmbeddedPostgres:
             return
         pg_utils.ensure_user_exists(self._run_as)
         read_exec = 0o055
-        pg_utils.ensure_prefix_permissions(POSTGRES_BIN)
-        pg_utils.ensure_folder_permissions(POSTGRES_BIN, read_exec)
-        pg_utils.ensure_folder_permissions(POSTGRES_BIN.parent / "lib", 0o044)
-        pg_utils.ensure_folder_permissions(POSTGRES_BIN.parent / "share", 0o044)
+        if self.bin_dir == POSTGRES_BIN:  # the wheel's files; a system package's are readable
+            pg_utils.ensure_prefix_permissions(POSTGRES_BIN)
+            pg_utils.ensure_folder_permissions(POSTGRES_BIN, read_exec)
+            pg_utils.ensure_folder_permissions(POSTGRES_BIN.parent / "lib", 0o044)
+            pg_utils.ensure_folder_permissions(POSTGRES_BIN.parent / "share", 0o044)
         pg_utils.ensure_prefix_permissions(self.data_dir)
         self._chown(self.data_dir)
 

@@ -20,6 +20,7 @@ from streamapp.logs import configure_logging
 from streamapp.retry import Backoff, retry
 from streamapp.stream.delivery import Transport
 from streamapp.stream.topics import DEAD_LETTERS, NEW_APPLICATIONS, ensure_topics, topic_specs
+from streamapp.web.worker.auth import require_token
 
 APP_ID = "streamapp"
 BROKER_UNAVAILABLE_ERRORS = (KafkaError, OSError, TimeoutError)
@@ -100,6 +101,10 @@ def _configure(sender: Any, conf: Any, **_: Any) -> None:
     conf.producer_linger = PRODUCER_LINGER
     # Loopback unless configured (compose binds all interfaces inside its network).
     conf.web_bind = settings.worker_web_bind
+    if settings.worker_web_token:
+        # Only callers with the token are answered (the settings require one off loopback).
+        token = settings.worker_web_token.get_secret_value()
+        conf.web_application_options = {"middlewares": [require_token(token)]}
     if settings.worker_web_host:
         # The name other workers use to reach this one (table_route forwarding).
         conf.web_host = settings.worker_web_host

@@ -92,7 +92,10 @@ def json_value(record: Any) -> Any:
         return None
 
 
-def user_count(worker: Any, user_name: str) -> int:
+def user_count(worker: Any, user_name: str) -> int | None:
+    """The user's processed count in the worker's table; None while it answers 503."""
     response = httpx.get(f"{worker.url}/stats/users/{user_name}/", timeout=5)
+    if response.status_code == 503:
+        return None
     response.raise_for_status()
     return int(response.json()["processed"])

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamapp.dev.processes import LoggedProcess, free_port, port_is_open
-from tools.stack.tls import TestCertificates
+from tools.stack.tls import Certificates
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class SecureListeners:
     """Listeners a broker adds beside its plaintext one (kept for the harness itself):
     SASL_SSL with SCRAM-SHA-512 and PLAIN users, and SSL requiring a client certificate."""
 
-    certificates: TestCertificates
+    certificates: Certificates
     users: dict[str, str]  # name -> password, for SCRAM-SHA-512 and PLAIN alike
     sasl_ssl_port: int = field(default_factory=free_port)
     ssl_port: int = field(default_factory=free_port)
@@ -78,9 +78,11 @@ class SecureListeners:
         keystore.write_bytes(keyfile.read_bytes() + certfile.read_bytes())
         plain_users = " ".join(f'user_{name}="{pw}"' for name, pw in self.users.items())
         listeners = f"SASL_SSL://{host}:{self.sasl_ssl_port},SSL://{host}:{self.ssl_port}"
+        # Advertised by the name in the broker's certificate.
+        named = f"SASL_SSL://localhost:{self.sasl_ssl_port},SSL://localhost:{self.ssl_port}"
         return {
             "listeners": f"{plaintext},{listeners},{controller}",
-            "advertised.listeners": f"{plaintext},{listeners}",
+            "advertised.listeners": f"{plaintext},{named}",
             "listener.security.protocol.map": (
                 "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL"
             ),
@@ -92,6 +94,8 @@ class SecureListeners:
                 f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
             ),
             "listener.name.ssl.ssl.client.auth": "required",
+            # A client certificate's principal is its CN (for ACLs): User:streamapp.
+            "ssl.principal.mapping.rules": "RULE:^CN=([^,]+).*$/$1/,DEFAULT",
             "ssl.keystore.type": "PEM",
             "ssl.keystore.location": str(keystore),
             "ssl.truststore.type": "PEM",

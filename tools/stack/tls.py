@@ -8,8 +8,9 @@ from pathlib import Path
 import trustme
 from cryptography.hazmat.primitives import serialization
 
-# The names every test server certificate is valid for.
-SERVER_NAMES = ("localhost", "127.0.0.1")
+# The name every test server certificate is valid for: so connecting by 127.0.0.1 is the
+# wrong host name.
+SERVER_NAMES = ("localhost",)
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class ClientCertificate:
     keyfile: Path
 
 
-class TestCertificates:
+class Certificates:
     """A CA of the test's own, writing PEM files under `directory`."""
 
     def __init__(self, directory: Path) -> None:

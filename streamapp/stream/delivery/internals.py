@@ -26,6 +26,7 @@ class Guard(Enum):
     PRODUCER = "an acked record is on every in-sync replica, and never written twice"
     TRANSPORT = "the app uses this package's transport (every guard above)"
     PARTITIONS = "a user's table rows live in the partition of the user's records"
+    ROUTE = "a table view routed before its changelog's metadata is known answers 503"
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ RELIED_ON: tuple[Internal, ...] = (
     Internal("faust.channels.Channel", "queue", Guard.BATCHES),
     # The producer, the transport, the tables.
     Internal(f"{_DRIVER}.Producer", "_settings_extra", Guard.PRODUCER, ("self",), overridden=True),
+    Internal(f"{_DRIVER}.Producer", "key_partition", Guard.ROUTE, ("self", "topic", "key"), True),
+    Internal(f"{_DRIVER}.Producer", "_ensure_producer", Guard.ROUTE, ("self",)),
     Internal("faust.app.base.App", "_new_transport", Guard.TRANSPORT, ("self",), overridden=True),
     Internal(
         "faust.tables.base.Collection",

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
+from faust.web.exceptions import ServiceUnavailable
 from typing_extensions import override
 
 from streamapp.config import get_settings
@@ -26,6 +28,17 @@ class Producer(driver.Producer):
         # PRODUCER_IDEMPOTENCE=false for brokers without it (the embedded dev broker).
         idempotent = get_settings().producer_idempotence
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": idempotent}
+
+    @override
+    def key_partition(self, topic: str, key: bytes) -> TP:
+        """The partition of `key`, for table_route: 503 while the topic's partitions are not
+        known yet. A worker's producer learns a changelog topic's metadata only once it sends
+        to it, and Faust then fails the routed request with a TypeError (a 500)."""
+        client = self._ensure_producer().client
+        if client.cluster.partitions_for_topic(topic) is None:
+            client.add_topic(topic)  # its metadata is fetched in the background
+            raise ServiceUnavailable(f"the partitions of {topic} are not known yet")
+        return super().key_partition(topic, key)
 
 
 class Transport(driver.Transport):

@@ -14,6 +14,7 @@ from faust import web
 from faust.types import TP
 from typing_extensions import override
 
+from streamapp.config import get_settings
 from streamapp.metrics import CONSUMER_LAG, exposition
 from streamapp.minutes import minutes_shown
 from streamapp.stream.app import app
@@ -24,6 +25,7 @@ from streamapp.stream.tables import (
     user_stats,
 )
 from streamapp.stream.topics import NEW_APPLICATIONS, partition_of, user_key
+from streamapp.web.worker.auth import bearer
 
 # How long the scatter-gather waits for another worker's part.
 PART_TIMEOUT = 5.0
@@ -127,6 +129,7 @@ async def _part_of(url: str) -> dict[str, Any]:
         async with app.http_client.get(
             f"{url.rstrip('/')}/stats/minutes/local/",
             timeout=aiohttp.ClientTimeout(total=PART_TIMEOUT),
+            headers=_auth_headers(),
         ) as response:
             if response.status != 200:
                 raise PartUnavailable(f"{url} answered {response.status}")
@@ -134,6 +137,11 @@ async def _part_of(url: str) -> dict[str, Any]:
             return part
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise PartUnavailable(f"{url} did not answer ({exc!r})") from exc
+
+
+def _auth_headers() -> dict[str, str]:
+    token = get_settings().worker_web_token
+    return bearer(token.get_secret_value()) if token else {}
 
 
 def _minute_list(counts: dict[float, int]) -> list[dict[str, Any]]:

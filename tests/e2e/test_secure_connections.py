@@ -1,0 +1,160 @@
+"""The whole pipeline over secured connections, made by the test: Apache Kafka over SASL_SSL
+(SCRAM-SHA-512 and PLAIN) and over mutual TLS, PostgreSQL requiring TLS with `verify-full`
+and a client certificate; then each way a secured connection can be misconfigured."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.harness.effects import user_count
+from tests.harness.settings import TEST_SETTINGS
+from tools.stack.kafka import ApacheKafka, SecureListeners
+from tools.stack.postgres_tls import TlsPostgres, debian_postgres_bin
+from tools.stack.processes import STREAMAPP, api_and_worker, child_env, wait_for
+from tools.stack.tls import Certificates
+
+pytestmark = pytest.mark.skipif(
+    debian_postgres_bin() is None,
+    reason="PostgreSQL with SSL needs Debian's postgresql package (apt-get install postgresql)",
+)
+
+USER = "streamapp"
+SASL_PASSWORD = "sasl-Pw-7Hq2Lm9Xr4vB"
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return Certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def secure_kafka(certificates: Certificates) -> Iterator[ApacheKafka]:
+    broker = ApacheKafka(secure=SecureListeners(certificates, {USER: SASL_PASSWORD}))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.remove()
+
+
+@pytest.fixture(scope="module")
+def tls_postgres(certificates: Certificates) -> Iterator[TlsPostgres]:
+    bin_dir = debian_postgres_bin()
+    assert bin_dir is not None
+    server = TlsPostgres(certificates, bin_dir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def kafka_settings(
+    mode: str, kafka: ApacheKafka, certificates: Certificates, secrets: Path
+) -> dict[str, str]:
+    """The environment a user sets for each way of reaching the broker securely."""
+    assert kafka.secure is not None
+    if mode == "mtls":
+        client = certificates.client(USER)
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": f"localhost:{kafka.secure.ssl_port}",
+            "KAFKA_SECURITY_PROTOCOL": "SSL",
+            "KAFKA_SSL_CAFILE": str(certificates.cafile),
+            "KAFKA_SSL_CERTFILE": str(client.certfile),
+            "KAFKA_SSL_KEYFILE": str(client.keyfile),
+        }
+    password_file = secrets / "kafka-password"
+    password_file.write_text(f"{SASL_PASSWORD}\n")
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": f"localhost:{kafka.secure.sasl_ssl_port}",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_MECHANISM": mode,
+        "KAFKA_SASL_USERNAME": USER,
+        "KAFKA_SASL_PASSWORD_FILE": str(password_file),
+        "KAFKA_SSL_CAFILE": str(certificates.cafile),
+    }
+
+
+def postgres_settings(postgres: TlsPostgres, database: str, *, in_url: bool) -> dict[str, str]:
+    """verify-full with the client certificate: in DATABASE_URL, or as POSTGRES_SSL*."""
+    url = postgres.create_app_database(database)
+    if in_url:
+        return {"DATABASE_URL": postgres.verify_full(url)}
+    return {
+        "DATABASE_URL": url,
+        "POSTGRES_SSLMODE": "verify-full",
+        "POSTGRES_SSLROOTCERT": str(postgres.certificates.cafile),
+        "POSTGRES_SSLCERT": str(postgres.client.certfile),
+        "POSTGRES_SSLKEY": str(postgres.client.keyfile),
+    }
+
+
+def streamapp(
+    env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*STREAMAPP, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def status_of(dsn: str, application_id: int) -> str | None:
+    async def read() -> str | None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            status: str | None = await connection.fetchval(
+                "SELECT status FROM applications WHERE id = $1", application_id
+            )
+            return status
+        finally:
+            await connection.close()
+
+    return asyncio.run(read())
+
+
+@pytest.mark.parametrize(
+    ("kafka_mode", "tls_in_url"),
+    [("SCRAM-SHA-512", True), ("PLAIN", False), ("mtls", False)],
+)
+def test_the_pipeline_runs_over_secured_kafka_and_postgres(
+    secure_kafka: ApacheKafka,
+    tls_postgres: TlsPostgres,
+    certificates: Certificates,
+    tmp_path: Path,
+    kafka_mode: str,
+    tls_in_url: bool,
+) -> None:
+    database = f"secure_{uuid.uuid4().hex[:8]}"
+    env = child_env(
+        **TEST_SETTINGS,
+        **kafka_settings(kafka_mode, secure_kafka, certificates, tmp_path),
+        **postgres_settings(tls_postgres, database, in_url=tls_in_url),
+    )
+    migrated = streamapp(env, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    dsn = tls_postgres.verify_full(f"postgresql://{USER}@localhost:{tls_postgres.port}/{database}")
+    user_name = f"secure-{uuid.uuid4().hex[:8]}"
+
+    with api_and_worker(env) as (api, worker):
+        response = httpx.post(
+            f"{api.url}/applications",
+            json={"user_name": user_name, "description": "over TLS"},
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+        application_id = response.json()["id"]
+
+        wait_for(lambda: status_of(dsn, application_id) == "processed", timeout=60)
+        wait_for(lambda: user_count(worker, user_name) == 1, timeout=30)
+        waited = httpx.get(
+            f"{api.url}/applications/{application_id}", params={"wait": "5"}, timeout=30
+        )
+        assert waited.json()["status"] == "processed"  # the LISTEN connection, over TLS too
+    assert SASL_PASSWORD not in api.log() + worker.log()
