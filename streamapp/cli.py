@@ -10,8 +10,12 @@ import os
 import sys
 from collections.abc import Sequence
 
+from aiokafka.errors import KafkaConnectionError
+from sqlalchemy.engine import make_url
+
 from streamapp.config import Settings, get_settings_or_exit
 from streamapp.logs import configure_logging
+from streamapp.refusals import exit_on_refusal, kafka_refusal, refusal_in
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +33,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(args.run(args))
     settings = get_settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
-    args.run(args, settings, rest)
+    if args.command in ("api", "worker"):
+        exit_on_refusal()
+    try:
+        args.run(args, settings, rest)
+    except Exception as exc:  # a tool's connection refused: one line, not a traceback
+        url = make_url(settings.asyncpg_dsn)
+        refusal = refusal_in(exc, f"{url.host}:{url.port}")
+        if refusal is None and isinstance(exc, KafkaConnectionError):
+            refusal = asyncio.run(kafka_refusal(settings.kafka))
+        if refusal is None:
+            raise
+        sys.stderr.write(f"streamapp: {refusal}\n")
+        raise SystemExit(2) from None
 
 
 def _parser() -> argparse.ArgumentParser:

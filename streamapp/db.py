@@ -11,6 +11,7 @@ from databases import Database
 
 from streamapp.config import Settings
 from streamapp.errors import DatabaseUnavailable
+from streamapp.refusals import CannotConnect, postgres_refusal
 from streamapp.retry import Backoff, retry
 
 # Errors that mean PostgreSQL is unreachable, restarting or shutting down: answered with 503
@@ -52,9 +53,19 @@ async def _keep_session(connection: Any) -> None:
 
 async def connect(db: Database, *, within: float = 30.0) -> None:
     """Open the pool, waiting up to `within` seconds for PostgreSQL to accept connections."""
+
+    async def attempt() -> None:
+        try:
+            await db.connect()
+        except Exception as exc:
+            refusal = postgres_refusal(exc, f"{db.url.hostname}:{db.url.port}")
+            if refusal is not None:
+                raise CannotConnect(refusal) from None
+            raise
+
     try:
         await retry(
-            db.connect,
+            attempt,
             retry_on=UNAVAILABLE_ERRORS,
             what="PostgreSQL not reachable yet",
             backoff=Backoff(0.5, 5.0),

@@ -14,9 +14,10 @@ from aiokafka.errors import KafkaError
 from databases import Database
 from typing_extensions import override
 
-from streamapp.config import get_settings, get_settings_or_exit
+from streamapp.config import Settings, get_settings, get_settings_or_exit
 from streamapp.db import connect, create_database
 from streamapp.logs import configure_logging
+from streamapp.refusals import CannotConnect, kafka_refusal, refuse_to_start
 from streamapp.retry import Backoff, retry
 from streamapp.stream.delivery import Transport
 from streamapp.stream.topics import DEAD_LETTERS, NEW_APPLICATIONS, ensure_topics, topic_specs
@@ -51,15 +52,18 @@ class StreamApp(faust.App):
             # Faust's worker has just set up logging its own way (at its --loglevel, WARN by
             # default under `faust -A`); LOG_LEVEL and the service's format apply from here.
             configure_logging(settings.log_level, settings.log_format)
-        await retry(
-            lambda: ensure_topics(settings.kafka, topic_specs(settings)),
-            retry_on=BROKER_UNAVAILABLE_ERRORS,
-            what="Kafka not reachable yet",
-            backoff=Backoff(0.5, settings.outbox_max_backoff),
-        )
-        if not self.producer_only:
-            self.database = create_database(settings)
-            await connect(self.database)
+        try:
+            await retry(
+                lambda: _topics_checked(settings),
+                retry_on=BROKER_UNAVAILABLE_ERRORS,
+                what="Kafka not reachable yet",
+                backoff=Backoff(0.5, settings.outbox_max_backoff),
+            )
+            if not self.producer_only:
+                self.database = create_database(settings)
+                await connect(self.database)
+        except CannotConnect as exc:
+            refuse_to_start(exc, own_process=not self.producer_only)
 
     @override
     def _new_transport(self) -> Transport:
@@ -73,6 +77,18 @@ class StreamApp(faust.App):
         if self.database is not None:
             await self.database.disconnect()
             self.database = None
+
+
+async def _topics_checked(settings: Settings) -> None:
+    """Check the topics; a broker that refuses this client (rather than being down) ends the
+    start with the reason."""
+    try:
+        await ensure_topics(settings.kafka, topic_specs(settings))
+    except BROKER_UNAVAILABLE_ERRORS:
+        refusal = await kafka_refusal(settings.kafka)
+        if refusal is not None:
+            raise CannotConnect(refusal) from None
+        raise
 
 
 app = StreamApp(

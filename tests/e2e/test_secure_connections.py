@@ -9,6 +9,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import asyncpg
 import httpx
@@ -18,8 +19,8 @@ from tests.harness.effects import user_count
 from tests.harness.settings import TEST_SETTINGS
 from tools.stack.kafka import ApacheKafka, SecureListeners
 from tools.stack.postgres_tls import TlsPostgres, debian_postgres_bin
-from tools.stack.processes import STREAMAPP, api_and_worker, child_env, wait_for
-from tools.stack.tls import Certificates
+from tools.stack.processes import STREAMAPP, api_and_worker, child_env, free_ports, wait_for
+from tools.stack.tls import Certificates, other_ca
 
 pytestmark = pytest.mark.skipif(
     debian_postgres_bin() is None,
@@ -158,3 +159,158 @@ def test_the_pipeline_runs_over_secured_kafka_and_postgres(
         )
         assert waited.json()["status"] == "processed"  # the LISTEN connection, over TLS too
     assert SASL_PASSWORD not in api.log() + worker.log()
+
+
+@pytest.fixture(scope="module")
+def secured_env(
+    secure_kafka: ApacheKafka,
+    tls_postgres: TlsPostgres,
+    certificates: Certificates,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, str]:
+    """Settings that work (SCRAM-SHA-512 over TLS, verify-full), on a migrated database."""
+    secrets = tmp_path_factory.mktemp("secrets")
+    env = child_env(
+        **TEST_SETTINGS,
+        **kafka_settings("SCRAM-SHA-512", secure_kafka, certificates, secrets),
+        **postgres_settings(tls_postgres, "secure_refusals", in_url=True),
+    )
+    migrated = streamapp(env, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    return env
+
+
+def refusal_cases(
+    kafka: ApacheKafka, postgres: TlsPostgres, certs: Certificates
+) -> dict[str, tuple[str, dict[str, str | None], str]]:
+    """Case name -> (command, setting changes (None removes one), the line's words)."""
+    assert kafka.secure is not None
+    sasl_ssl, mtls = kafka.secure.sasl_ssl_port, kafka.secure.ssl_port
+    plain_kafka = {"KAFKA_SASL_MECHANISM": None, "KAFKA_SASL_USERNAME": None}
+    plain_kafka |= {"KAFKA_SASL_PASSWORD_FILE": None, "KAFKA_SSL_CAFILE": None}
+    database = postgres.create_app_database("secure_refusals")
+    other = str(other_ca(certs.directory))
+    return {
+        "wrong SASL password": (
+            "worker",
+            {"KAFKA_SASL_PASSWORD_FILE": None, "KAFKA_SASL_PASSWORD": WRONG_PASSWORD},
+            "refused the SCRAM-SHA-512 login of 'streamapp': check KAFKA_SASL_USERNAME and "
+            "KAFKA_SASL_PASSWORD",
+        ),
+        "unknown mechanism": (
+            "worker",
+            {"KAFKA_SASL_MECHANISM": "SCRAM-SHA-1"},
+            "invalid setting KAFKA_SASL_MECHANISM: Input should be 'PLAIN', 'SCRAM-SHA-256' or "
+            "'SCRAM-SHA-512'",
+        ),
+        "broker certificate from another CA": (
+            "worker",
+            {"KAFKA_SSL_CAFILE": other},
+            "is not one KAFKA_SSL_CAFILE vouches for",
+        ),
+        "broker reached by a name not in its certificate": (
+            "worker",
+            {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{sasl_ssl}"},
+            "is not valid for the name used",
+        ),
+        "missing certificate file": (
+            "worker",
+            {"KAFKA_SSL_CERTFILE": "/nonexistent/client.crt"},
+            "invalid setting KAFKA_SSL_CERTFILE: cannot read /nonexistent/client.crt",
+        ),
+        "plaintext against a TLS port": (
+            "worker",
+            {**plain_kafka, "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"},
+            "speaks TLS: set KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL",
+        ),
+        "TLS against a plaintext port": (
+            "worker",
+            {"KAFKA_BOOTSTRAP_SERVERS": f"localhost:{kafka.port}"},
+            "does not speak TLS: set KAFKA_SECURITY_PROTOCOL=PLAINTEXT",
+        ),
+        "mutual TLS without a client certificate": (
+            "worker",
+            {
+                **plain_kafka,
+                "KAFKA_SECURITY_PROTOCOL": "SSL",
+                "KAFKA_SSL_CAFILE": str(certs.cafile),
+                "KAFKA_BOOTSTRAP_SERVERS": f"localhost:{mtls}",
+            },
+            "requires a client certificate it accepts: set KAFKA_SSL_CERTFILE and "
+            "KAFKA_SSL_KEYFILE",
+        ),
+        "the API with a wrong SASL password": (
+            "api",
+            {"KAFKA_SASL_PASSWORD_FILE": None, "KAFKA_SASL_PASSWORD": WRONG_PASSWORD},
+            "refused the SCRAM-SHA-512 login",
+        ),
+        "PostgreSQL refusing plaintext": (
+            "migrate",
+            {"DATABASE_URL": f"{database}?sslmode=disable"},
+            "refuses connections without TLS: set POSTGRES_SSLMODE=verify-full",
+        ),
+        "PostgreSQL without a client certificate": (
+            "worker",
+            {
+                "DATABASE_URL": database,
+                "POSTGRES_SSLMODE": "verify-full",
+                "POSTGRES_SSLROOTCERT": str(certs.cafile),
+            },
+            "refused the client certificate",
+        ),
+        "PostgreSQL certificate from another CA": (
+            "api",
+            {
+                "DATABASE_URL": postgres.verify_full(database).replace(
+                    quote_path(certs.cafile), quote_path(Path(other))
+                )
+            },
+            "is not one POSTGRES_SSLROOTCERT vouches for",
+        ),
+    }
+
+
+WRONG_PASSWORD = "wrong-Pw-3Jd8Ks1Qz6"
+REFUSALS = [
+    "wrong SASL password",
+    "unknown mechanism",
+    "broker certificate from another CA",
+    "broker reached by a name not in its certificate",
+    "missing certificate file",
+    "plaintext against a TLS port",
+    "TLS against a plaintext port",
+    "mutual TLS without a client certificate",
+    "the API with a wrong SASL password",
+    "PostgreSQL refusing plaintext",
+    "PostgreSQL without a client certificate",
+    "PostgreSQL certificate from another CA",
+]
+
+
+def quote_path(path: Path) -> str:
+    return quote(str(path), safe="")
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_a_refused_connection_stops_the_start_with_one_line(
+    case: str,
+    secured_env: dict[str, str],
+    secure_kafka: ApacheKafka,
+    tls_postgres: TlsPostgres,
+    certificates: Certificates,
+) -> None:
+    command, changes, words = refusal_cases(secure_kafka, tls_postgres, certificates)[case]
+    env = {k: v for k, v in secured_env.items() if changes.get(k, "") is not None}
+    env |= {k: v for k, v in changes.items() if v is not None}
+    args = [command, "--port", str(free_ports(1))] if command == "api" else [command]
+
+    result = streamapp(env, *args, timeout=90)
+
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("streamapp: "), result.stderr[-3000:]
+    assert words in last
+    assert "Traceback" not in result.stderr
+    output = result.stdout + result.stderr
+    assert WRONG_PASSWORD not in output
+    assert SASL_PASSWORD not in output

@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from streamapp import __version__
 from streamapp.config import Settings, get_settings
 from streamapp.db import connect, create_database
+from streamapp.refusals import CannotConnect, refuse_to_start
 from streamapp.services.dashboard import DashboardFeed
 from streamapp.services.filing import Filer
 from streamapp.services.outbox import Outbox
@@ -37,7 +38,10 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
 
     settings: Settings = api.state.settings
     db = create_database(settings)
-    await connect(db)
+    try:
+        await connect(db)
+    except CannotConnect as exc:
+        refuse_to_start(exc)
     producer = ProducerRunner()
     await producer.start()
     outbox = Outbox(
