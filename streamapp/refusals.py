@@ -21,8 +21,11 @@ from typing import NoReturn
 import asyncpg
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
     IllegalSaslStateError,
     SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
     UnsupportedSaslMechanismError,
 )
 
@@ -31,6 +34,11 @@ from streamapp.connections import KafkaConnection
 logger = logging.getLogger(__name__)
 
 PROBE_SECONDS = 10.0
+AUTHORIZATION_ERRORS = (
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+)
 _NAME_MISMATCH = ("Hostname mismatch", "IP address mismatch")
 
 
@@ -60,6 +68,15 @@ def refuse_to_start(error: CannotConnect, *, own_process: bool = False) -> NoRet
     stderr.write(f"streamapp: {error}\n")
     stderr.flush()
     os._exit(2)
+
+
+def acl_refusal(kafka: KafkaConnection, exc: BaseException) -> str:
+    """A broker's authorizer denied this client something it needs: say what."""
+    who = f"User:{kafka.sasl_username}" if kafka.sasl_username else "this client's principal"
+    return (
+        f"Kafka denies {who} an operation it needs ({exc}): grant the ACLs the README lists "
+        'under "Least privilege"'
+    )
 
 
 async def kafka_refusal(kafka: KafkaConnection) -> str | None:

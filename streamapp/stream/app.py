@@ -17,13 +17,24 @@ from typing_extensions import override
 from streamapp.config import Settings, get_settings, get_settings_or_exit
 from streamapp.db import connect, create_database
 from streamapp.logs import configure_logging
-from streamapp.refusals import CannotConnect, kafka_refusal, refuse_to_start
+from streamapp.refusals import (
+    AUTHORIZATION_ERRORS,
+    CannotConnect,
+    acl_refusal,
+    kafka_refusal,
+    refuse_to_start,
+)
 from streamapp.retry import Backoff, retry
 from streamapp.stream.delivery import Transport
-from streamapp.stream.topics import DEAD_LETTERS, NEW_APPLICATIONS, ensure_topics, topic_specs
+from streamapp.stream.topics import (
+    APP_ID,
+    DEAD_LETTERS,
+    NEW_APPLICATIONS,
+    ensure_topics,
+    topic_specs,
+)
 from streamapp.web.worker.auth import require_token
 
-APP_ID = "streamapp"
 BROKER_UNAVAILABLE_ERRORS = (KafkaError, OSError, TimeoutError)
 # How long a producer waits for more records to share a produce request with (seconds).
 PRODUCER_LINGER = 0.005
@@ -84,6 +95,8 @@ async def _topics_checked(settings: Settings) -> None:
     start with the reason."""
     try:
         await ensure_topics(settings.kafka, topic_specs(settings))
+    except AUTHORIZATION_ERRORS as exc:
+        raise CannotConnect(acl_refusal(settings.kafka, exc)) from None
     except BROKER_UNAVAILABLE_ERRORS:
         refusal = await kafka_refusal(settings.kafka)
         if refusal is not None:

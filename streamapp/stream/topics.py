@@ -7,13 +7,12 @@ missing topic is created with the configured partitions, a smaller one is warned
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 from aiokafka.partitioner import murmur2
 
 from streamapp.config import Settings
@@ -22,6 +21,8 @@ from streamapp.connections import KafkaConnection
 logger = logging.getLogger(__name__)
 
 NEW_APPLICATIONS = "new_applications"
+# The Faust app's id: the workers' consumer group, and the prefix of the app's own topics.
+APP_ID = "streamapp"
 DEAD_LETTERS = f"{NEW_APPLICATIONS}.dlq"
 
 
@@ -77,8 +78,13 @@ async def _ensure(admin: AIOKafkaAdminClient, spec: TopicSpec) -> int:
             replication_factor=spec.replication_factor,
             topic_configs={"min.insync.replicas": str(spec.min_insync_replicas)},
         )
-        with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
-            await admin.create_topics([topic])
+        response = await admin.create_topics([topic])
+        for _, code, *message in response.topic_errors:
+            error = for_code(code)
+            # Another process may have been first; any other refusal (say, no Create ACL)
+            # is raised rather than waited on.
+            if code and error is not TopicAlreadyExistsError:
+                raise error(f"cannot create topic {spec.name}: {message[0] if message else ''}")
         return await _partition_count_once_visible(admin, spec.name) or spec.partitions
     if existing < spec.partitions:
         logger.warning(

@@ -15,6 +15,8 @@ import asyncpg
 import httpx
 import pytest
 
+from streamapp.stream.acls import REQUIRED
+from streamapp.stream.topics import NEW_APPLICATIONS
 from tests.harness.effects import user_count
 from tests.harness.settings import TEST_SETTINGS
 from tools.stack.kafka import ApacheKafka, SecureListeners
@@ -120,6 +122,32 @@ def status_of(dsn: str, application_id: int) -> str | None:
     return asyncio.run(read())
 
 
+def run_the_pipeline(env: dict[str, str], postgres: TlsPostgres, database: str) -> None:
+    """Migrate, POST, then see it processed in PostgreSQL, counted in the table view and
+    answered by ?wait= (the LISTEN connection); no secret in the logs."""
+    migrated = streamapp(env, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    dsn = postgres.verify_full(f"postgresql://{USER}@localhost:{postgres.port}/{database}")
+    user_name = f"secure-{uuid.uuid4().hex[:8]}"
+
+    with api_and_worker(env) as (api, worker):
+        response = httpx.post(
+            f"{api.url}/applications",
+            json={"user_name": user_name, "description": "over TLS"},
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+        application_id = response.json()["id"]
+
+        wait_for(lambda: status_of(dsn, application_id) == "processed", timeout=60)
+        wait_for(lambda: user_count(worker, user_name) == 1, timeout=30)
+        waited = httpx.get(
+            f"{api.url}/applications/{application_id}", params={"wait": "5"}, timeout=30
+        )
+        assert waited.json()["status"] == "processed"
+    assert SASL_PASSWORD not in api.log() + worker.log()
+
+
 @pytest.mark.parametrize(
     ("kafka_mode", "tls_in_url"),
     [("SCRAM-SHA-512", True), ("PLAIN", False), ("mtls", False)],
@@ -138,27 +166,7 @@ def test_the_pipeline_runs_over_secured_kafka_and_postgres(
         **kafka_settings(kafka_mode, secure_kafka, certificates, tmp_path),
         **postgres_settings(tls_postgres, database, in_url=tls_in_url),
     )
-    migrated = streamapp(env, "migrate")
-    assert migrated.returncode == 0, migrated.stderr
-    dsn = tls_postgres.verify_full(f"postgresql://{USER}@localhost:{tls_postgres.port}/{database}")
-    user_name = f"secure-{uuid.uuid4().hex[:8]}"
-
-    with api_and_worker(env) as (api, worker):
-        response = httpx.post(
-            f"{api.url}/applications",
-            json={"user_name": user_name, "description": "over TLS"},
-            timeout=30,
-        )
-        assert response.status_code == 201, response.text
-        application_id = response.json()["id"]
-
-        wait_for(lambda: status_of(dsn, application_id) == "processed", timeout=60)
-        wait_for(lambda: user_count(worker, user_name) == 1, timeout=30)
-        waited = httpx.get(
-            f"{api.url}/applications/{application_id}", params={"wait": "5"}, timeout=30
-        )
-        assert waited.json()["status"] == "processed"  # the LISTEN connection, over TLS too
-    assert SASL_PASSWORD not in api.log() + worker.log()
+    run_the_pipeline(env, tls_postgres, database)
 
 
 @pytest.fixture(scope="module")
@@ -314,3 +322,55 @@ def test_a_refused_connection_stops_the_start_with_one_line(
     output = result.stdout + result.stderr
     assert WRONG_PASSWORD not in output
     assert SASL_PASSWORD not in output
+
+
+@pytest.fixture(scope="module")
+def authorizing_kafka(certificates: Certificates) -> Iterator[ApacheKafka]:
+    """A broker that lets the service's user do only what REQUIRED grants it."""
+    listeners = SecureListeners(certificates, {USER: SASL_PASSWORD}, authorizer=True)
+    broker = ApacheKafka(secure=listeners)
+    broker.start()
+    try:
+        for acl in REQUIRED:
+            broker.acls("--add", *acl.arguments(f"User:{USER}"))
+        yield broker
+    finally:
+        broker.remove()
+
+
+def test_the_pipeline_runs_with_only_the_documented_acls(
+    authorizing_kafka: ApacheKafka,
+    tls_postgres: TlsPostgres,
+    certificates: Certificates,
+    tmp_path: Path,
+) -> None:
+    database = f"acl_{uuid.uuid4().hex[:8]}"
+    env = child_env(
+        **TEST_SETTINGS,
+        **kafka_settings("SCRAM-SHA-512", authorizing_kafka, certificates, tmp_path),
+        **postgres_settings(tls_postgres, database, in_url=True),
+    )
+    run_the_pipeline(env, tls_postgres, database)
+
+
+def test_a_missing_acl_is_named(
+    authorizing_kafka: ApacheKafka, certificates: Certificates, tmp_path: Path
+) -> None:
+    # Without it the topic is invisible to the worker, which then may not create it either.
+    topic = next(acl for acl in REQUIRED if acl.name == NEW_APPLICATIONS)
+    authorizing_kafka.acls("--remove", *topic.arguments(f"User:{USER}"))
+    try:
+        env = child_env(
+            **TEST_SETTINGS,
+            **kafka_settings("SCRAM-SHA-512", authorizing_kafka, certificates, tmp_path),
+            DATABASE_URL="postgresql://nobody@localhost:1/none",
+        )
+        result = streamapp(env, "worker", timeout=90)
+    finally:
+        authorizing_kafka.acls("--add", *topic.arguments(f"User:{USER}"))
+
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert f"Kafka denies User:{USER}" in last, last
+    assert f"cannot create topic {NEW_APPLICATIONS}" in last
+    assert "TopicAuthorizationFailed" in last

@@ -62,6 +62,13 @@ def kafka_classpath() -> Path:
     return libs
 
 
+_AUTHORIZER = {
+    "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    "super.users": "User:ANONYMOUS",
+    "allow.everyone.if.no.acl.found": "false",
+}
+
+
 @dataclass(frozen=True)
 class SecureListeners:
     """Listeners a broker adds beside its plaintext one (kept for the harness itself):
@@ -71,6 +78,9 @@ class SecureListeners:
     users: dict[str, str]  # name -> password, for SCRAM-SHA-512 and PLAIN alike
     sasl_ssl_port: int = field(default_factory=free_port)
     ssl_port: int = field(default_factory=free_port)
+    # Kafka's StandardAuthorizer: the users get what ACLs grant them, nothing more (the
+    # harness, unauthenticated on the plaintext and controller listeners, is a super user).
+    authorizer: bool = False
 
     def properties(self, host: str, plaintext: str, controller: str) -> dict[str, str]:
         certfile, keyfile = self.certificates.server("kafka")
@@ -100,6 +110,7 @@ class SecureListeners:
             "ssl.keystore.location": str(keystore),
             "ssl.truststore.type": "PEM",
             "ssl.truststore.location": str(self.certificates.cafile),
+            **(_AUTHORIZER if self.authorizer else {}),
         }
 
     def scram_arguments(self) -> list[str]:
@@ -178,6 +189,12 @@ class ApacheKafka:
             log.seek(log_start)
             started = b"Kafka Server started" in log.read()
         return started and port_is_open(self.host, self.port)
+
+    def acls(self, action: str, *arguments: str) -> None:
+        """Run kafka-acls (`action`: --add or --remove) through the plaintext listener."""
+        classpath = f"{kafka_classpath()}/*"
+        command = ["--bootstrap-server", self.bootstrap_servers, action, "--force", *arguments]
+        self._java(classpath, "org.apache.kafka.tools.AclCommand", *command)
 
     def stop(self) -> None:
         """Stop the broker; its data stays for a restart."""

@@ -21,7 +21,7 @@ from streamapp.services.filing import Filer
 from streamapp.services.outbox import Outbox
 from streamapp.services.processed_feed import ProcessedFeed
 from streamapp.stream.lag import GroupLag
-from streamapp.stream.topics import NEW_APPLICATIONS
+from streamapp.stream.topics import APP_ID, NEW_APPLICATIONS
 from streamapp.web.api.deps import key_digests
 from streamapp.web.api.errors import install_error_handlers
 from streamapp.web.api.middleware import BodySizeLimit, RequestId, RequestMetrics
@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 @asynccontextmanager
 async def lifespan(api: FastAPI) -> AsyncIterator[None]:
     # Imported here: importing the Faust app declares its topics, which reads the settings.
-    from streamapp.stream.app import APP_ID
     from streamapp.stream.producer import ProducerRunner
 
     settings: Settings = api.state.settings
