@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     @classmethod
     def _normalise_log_settings(cls, data: object) -> object:
         if isinstance(data, dict):
+            # Compose passes an unset variable as empty: empty is unset.
+            for key in [k for k, v in data.items() if v == "" and k.lower() in _EMPTY_IS_UNSET]:
+                del data[key]
             for name in ("log_level", "kafka_security_protocol", "kafka_sasl_mechanism"):
                 for key in (name, name.upper()):
                     if isinstance(data.get(key), str):
@@ -367,6 +370,23 @@ class Settings(BaseSettings):
         return ";".join(s if "://" in s else f"kafka://{s}" for s in servers)
 
 
+_EMPTY_IS_UNSET = frozenset(
+    (
+        "postgres_sslmode",
+        "postgres_sslrootcert",
+        "postgres_sslcert",
+        "postgres_sslkey",
+        "kafka_sasl_mechanism",
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        "kafka_ssl_key_password",
+        "worker_web_token",
+        *(f"{name}_file" for name in SECRETS),
+    )
+)
 _KAFKA_TLS_FILES = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
 
 

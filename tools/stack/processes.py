@@ -25,15 +25,16 @@ from streamapp.stream.topics import NEW_APPLICATIONS
 STREAMAPP = [sys.executable, "-m", "streamapp"]
 
 
-def http_json(url: str, timeout: float = 5.0) -> Any:
+def http_json(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> Any:
     """GET url and return the decoded JSON body (raises on any error)."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, headers: dict[str, str]) -> bool:
     try:
-        http_json(url, timeout=1.0)
+        http_json(url, timeout=1.0, headers=headers)
         return True
     except (OSError, urllib.error.URLError, ValueError):
         return False
@@ -52,8 +53,14 @@ class StreamappProcess(LoggedProcess):
         self.launch([*STREAMAPP, *self.args], env=self.env)
         return self
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """What a caller of this process's web port sends: the workers' token, if set."""
+        token = self.env.get("WORKER_WEB_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def wait_for_http(self, url: str, timeout: float = 90.0) -> None:
-        self.wait_until(lambda: _answers(url), timeout)
+        self.wait_until(lambda: _answers(url, self.headers), timeout)
 
 
 class Worker(StreamappProcess):
@@ -73,7 +80,7 @@ class Worker(StreamappProcess):
         self.wait_for_http(f"{self.url}/stats/", timeout)
 
     def assigned_partitions(self, topic: str) -> set[int]:
-        summary = http_json(f"{self.url}/stats/")
+        summary = http_json(f"{self.url}/stats/", headers=self.headers)
         return {item["partition"] for item in summary["assignment"] if item["topic"] == topic}
 
     def wait_holding_every_partition(self, timeout: float = 90.0) -> None:
