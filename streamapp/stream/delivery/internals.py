@@ -103,6 +103,7 @@ RELIED_ON: tuple[Internal, ...] = (
     Internal(f"{_DRIVER}.Producer", "_settings_extra", Guard.PRODUCER, ("self",), overridden=True),
     Internal(f"{_DRIVER}.Producer", "key_partition", Guard.ROUTE, ("self", "topic", "key"), True),
     Internal(f"{_DRIVER}.Producer", "_ensure_producer", Guard.ROUTE, ("self",)),
+    Internal(f"{_DRIVER}.Producer", "on_start", Guard.PRODUCER, ("self",), overridden=True),
     Internal("faust.app.base.App", "_new_transport", Guard.TRANSPORT, ("self",), overridden=True),
     Internal(
         "faust.tables.base.Collection",

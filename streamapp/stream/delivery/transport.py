@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from aiokafka.errors import UnknownError
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 from faust.web.exceptions import ServiceUnavailable
 from typing_extensions import override
 
 from streamapp.config import get_settings
+from streamapp.refusals import CannotConnect, refuse_to_start
 from streamapp.stream.delivery.consumer import Consumer
 
 
@@ -28,6 +30,21 @@ class Producer(driver.Producer):
         # PRODUCER_IDEMPOTENCE=false for brokers without it (the embedded dev broker).
         idempotent = get_settings().producer_idempotence
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": idempotent}
+
+    @override
+    async def on_start(self) -> None:
+        try:
+            await super().on_start()
+        except UnknownError:
+            # InitProducerId fails this way on a broker without idempotent producers.
+            if not get_settings().producer_idempotence:
+                raise
+            refusal = CannotConnect(
+                "Kafka could not start an idempotent producer (InitProducerId: UnknownError): "
+                "a broker without them, such as the embedded tansu broker, needs "
+                "PRODUCER_IDEMPOTENCE=false"
+            )
+            refuse_to_start(refusal, own_process=not self.transport.app.producer_only)
 
     @override
     def key_partition(self, topic: str, key: bytes) -> TP:
