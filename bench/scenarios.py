@@ -29,6 +29,7 @@ from bench.stack import (
     wait_assigned,
     wrk,
 )
+from streamapp.connections import KafkaConnection
 from streamapp.services.generator import Plan, generate
 from streamapp.stream.topics import TopicSpec, ensure_topics
 from streamapp.web.api.pagination import encode_cursor
@@ -250,12 +251,14 @@ async def _reset(url: str) -> None:
         await connection.close()
 
 
-async def _publish_backlog(bootstrap_servers: str, url: str) -> None:
+async def _publish_backlog(bootstrap_servers: KafkaConnection | str, url: str) -> None:
     """Put every application's stored event on the topic, as the outbox would have."""
     await ensure_topics(bootstrap_servers, [TopicSpec(TOPIC, partitions=8)])
     connection = await asyncpg.connect(url)
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, linger_ms=20, max_batch_size=256 * 1024
+        **KafkaConnection.of(bootstrap_servers).client_options(),
+        linger_ms=20,
+        max_batch_size=256 * 1024,
     )
     await producer.start()
     try:
@@ -326,13 +329,13 @@ WHERE id = ANY($1::integer[]) AND status = 'new'
 
 
 async def _drain_with_plain_consumer(
-    bootstrap_servers: str, url: str, total: int
+    bootstrap_servers: KafkaConnection | str, url: str, total: int
 ) -> tuple[float, float]:
     """The least a consumer can do: decode the id, one UPDATE per batch, commit after it."""
     connection = await asyncpg.connect(url)
     consumer = AIOKafkaConsumer(
         TOPIC,
-        bootstrap_servers=bootstrap_servers,
+        **KafkaConnection.of(bootstrap_servers).client_options(),
         group_id="bench-baseline",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer
 
+from streamapp.connections import KafkaConnection
 from streamapp.stream.topics import DEAD_LETTERS, NEW_APPLICATIONS
 
 TOPIC = NEW_APPLICATIONS
@@ -56,15 +57,14 @@ async def processed_at(pg: asyncpg.Pool, ids: list[int]) -> dict[int, Any]:
 
 
 async def read_topic(
-    bootstrap_servers: str, topic: str, match: Any, timeout: float = 30.0, count: int = 1
+    kafka: KafkaConnection | str, topic: str, match: Any, timeout: float = 30.0, count: int = 1
 ) -> list[Any]:
     """Read `topic` from the start with an independent consumer; return records where match().
 
     Returns once `count` records matched (or the time is up).
     """
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest", group_id=None
-    )
+    options = KafkaConnection.of(kafka).client_options()
+    consumer = AIOKafkaConsumer(topic, **options, auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     found: list[Any] = []
     try:
