@@ -122,9 +122,13 @@ def status_of(dsn: str, application_id: int) -> str | None:
     return asyncio.run(read())
 
 
-def run_the_pipeline(env: dict[str, str], postgres: TlsPostgres, database: str) -> None:
-    """Migrate, POST, then see it processed in PostgreSQL, counted in the table view and
-    answered by ?wait= (the LISTEN connection); no secret in the logs."""
+def run_the_pipeline(kafka: dict[str, str], postgres: TlsPostgres, *, tls_in_url: bool) -> None:
+    """On a new database: migrate, POST, then see it processed in PostgreSQL, counted in the
+    table view and answered by ?wait= (the LISTEN connection); no secret in the logs."""
+    database = f"secure_{uuid.uuid4().hex[:8]}"
+    env = child_env(
+        **TEST_SETTINGS, **kafka, **postgres_settings(postgres, database, in_url=tls_in_url)
+    )
     migrated = streamapp(env, "migrate")
     assert migrated.returncode == 0, migrated.stderr
     dsn = postgres.verify_full(f"postgresql://{USER}@localhost:{postgres.port}/{database}")
@@ -160,13 +164,8 @@ def test_the_pipeline_runs_over_secured_kafka_and_postgres(
     kafka_mode: str,
     tls_in_url: bool,
 ) -> None:
-    database = f"secure_{uuid.uuid4().hex[:8]}"
-    env = child_env(
-        **TEST_SETTINGS,
-        **kafka_settings(kafka_mode, secure_kafka, certificates, tmp_path),
-        **postgres_settings(tls_postgres, database, in_url=tls_in_url),
-    )
-    run_the_pipeline(env, tls_postgres, database)
+    kafka = kafka_settings(kafka_mode, secure_kafka, certificates, tmp_path)
+    run_the_pipeline(kafka, tls_postgres, tls_in_url=tls_in_url)
 
 
 @pytest.fixture(scope="module")
@@ -344,13 +343,8 @@ def test_the_pipeline_runs_with_only_the_documented_acls(
     certificates: Certificates,
     tmp_path: Path,
 ) -> None:
-    database = f"acl_{uuid.uuid4().hex[:8]}"
-    env = child_env(
-        **TEST_SETTINGS,
-        **kafka_settings("SCRAM-SHA-512", authorizing_kafka, certificates, tmp_path),
-        **postgres_settings(tls_postgres, database, in_url=True),
-    )
-    run_the_pipeline(env, tls_postgres, database)
+    kafka = kafka_settings("SCRAM-SHA-512", authorizing_kafka, certificates, tmp_path)
+    run_the_pipeline(kafka, tls_postgres, tls_in_url=True)
 
 
 def test_a_missing_acl_is_named(
