@@ -149,7 +149,9 @@ def run_the_pipeline(kafka: dict[str, str], postgres: TlsPostgres, *, tls_in_url
             f"{api.url}/applications/{application_id}", params={"wait": "5"}, timeout=30
         )
         assert waited.json()["status"] == "processed"
-    assert SASL_PASSWORD not in api.log() + worker.log()
+        metrics = httpx.get(f"{api.url}/metrics", timeout=10).text
+        metrics += httpx.get(f"{worker.url}/metrics/", timeout=10).text
+    assert SASL_PASSWORD not in api.log() + worker.log() + metrics
 
 
 @pytest.mark.parametrize(
