@@ -11,10 +11,12 @@ import signal
 import subprocess
 import tempfile
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamapp.dev.processes import LoggedProcess, free_port, port_is_open
+from tools.stack.hosts import Host
 from tools.stack.tls import Certificates
 
 logger = logging.getLogger(__name__)
@@ -121,25 +123,34 @@ class SecureListeners:
         return arguments
 
 
+BROKER_PORT, CONTROLLER_PORT = 9092, 9093  # on a host of its own
+
+
 class ApacheKafka:
-    """One KRaft node (broker and controller) on free loopback ports, its storage in a
-    temporary directory: a cluster of its own, or one node of a `KafkaCluster`."""
+    """One KRaft node (broker and controller), its storage in a temporary directory: a
+    cluster of its own, or one node of a `KafkaCluster`. On free loopback ports, or on its
+    own `on` host (tools.stack.hosts) at the usual ports."""
 
     def __init__(
         self,
         *,
         port: int | None = None,
         node_id: int = 1,
-        voters: dict[int, int] | None = None,
+        voters: dict[int, tuple[str, int]] | None = None,
         cluster_id: str | None = None,
         heap: str = "768m",
         secure: SecureListeners | None = None,
+        on: Host | None = None,
     ) -> None:
-        self.host = "127.0.0.1"
-        self.port = port or free_port()
+        self.on = on
+        self.host = on.address if on else "127.0.0.1"
+        self.port = port or (BROKER_PORT if on else free_port())
         self.node_id = node_id
-        self.controller_port = voters[node_id] if voters else free_port()
-        self.voters = voters  # node id -> controller port, for every node of a cluster
+        if voters:
+            self.controller_port = voters[node_id][1]
+        else:
+            self.controller_port = CONTROLLER_PORT if on else free_port()
+        self.voters = voters  # node id -> controller address, for every node of a cluster
         self.heap = heap
         self.secure = secure
         self.workdir = Path(tempfile.mkdtemp(prefix=f"streamapp-kafka-{node_id}-"))
@@ -178,7 +189,8 @@ class ApacheKafka:
         # A small, fast-starting JVM: the test broker holds little data.
         jvm = [f"-Xms{min(256, int(self.heap[:-1]))}m", f"-Xmx{self.heap}", "-XX:+UseSerialGC"]
         jvm += ["-XX:TieredStopAtLevel=1", f"-Dlog4j2.configurationFile={LOG_CONFIG}"]
-        self._server.launch(["java", *jvm, "-cp", classpath, "kafka.Kafka", str(properties)])
+        with self.on.inside() if self.on else nullcontext():
+            self._server.launch(["java", *jvm, "-cp", classpath, "kafka.Kafka", str(properties)])
 
     def wait_started(self, timeout: float = 60.0) -> None:
         self._server.wait_until(lambda: self._started_since(self._log_start), timeout)
@@ -241,7 +253,7 @@ class ApacheKafka:
         replicas = len(self.voters) if self.voters else 1
         in_sync = max(1, replicas - 1)
         if self.voters:
-            quorum = ",".join(f"{node}@{host}:{p}" for node, p in sorted(self.voters.items()))
+            quorum = ",".join(f"{node}@{h}:{p}" for node, (h, p) in sorted(self.voters.items()))
             controllers = {"controller.quorum.voters": quorum}
         else:
             controllers = {"controller.quorum.bootstrap.servers": f"{host}:{controller}"}
@@ -289,14 +301,19 @@ def new_cluster_id() -> str:
 
 
 class KafkaCluster:
-    """Three KRaft nodes (each broker and controller) from the same jars, small heaps."""
+    """Three KRaft nodes (each broker and controller) from the same jars, small heaps: on
+    loopback ports, or one node on each of `hosts`."""
 
-    def __init__(self, size: int = 3, heap: str = "384m") -> None:
-        voters = {node: free_port() for node in range(1, size + 1)}
+    def __init__(self, size: int = 3, heap: str = "384m", hosts: list[Host] | None = None) -> None:
+        places: list[Host | None] = list(hosts) if hosts else [None] * size
+        voters = {
+            node: (place.address, CONTROLLER_PORT) if place else ("127.0.0.1", free_port())
+            for node, place in enumerate(places, start=1)
+        }
         cluster_id = new_cluster_id()
         self.nodes = [
-            ApacheKafka(node_id=node, voters=voters, cluster_id=cluster_id, heap=heap)
-            for node in voters
+            ApacheKafka(node_id=node, voters=voters, cluster_id=cluster_id, heap=heap, on=place)
+            for node, place in enumerate(places, start=1)
         ]
 
     @property

@@ -14,13 +14,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from streamapp.config import Settings
 from streamapp.dev.processes import LoggedProcess
 from streamapp.stream.topics import NEW_APPLICATIONS
+from tools.stack.hosts import Host
 
 STREAMAPP = [sys.executable, "-m", "streamapp"]
 
@@ -41,16 +42,22 @@ def _answers(url: str, headers: dict[str, str]) -> bool:
 
 
 class StreamappProcess(LoggedProcess):
-    """One `streamapp` child process with its log in a temporary file."""
+    """One `streamapp` child process with its log in a temporary file: on this machine's
+    loopback, or on the `on` host (tools.stack.hosts)."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], on: Host | None = None
+    ) -> None:
         log_path = Path(tempfile.mkstemp(prefix=f"streamapp-{name}-", suffix=".log")[1])
         super().__init__(name, log_path)
         self.args = args
         self.env = env
+        self.on = on
+        self.address = on.address if on else "127.0.0.1"
 
     def start(self) -> StreamappProcess:
-        self.launch([*STREAMAPP, *self.args], env=self.env)
+        with self.on.inside() if self.on else nullcontext():
+            self.launch([*STREAMAPP, *self.args], env=self.env)
         return self
 
     @property
@@ -64,17 +71,21 @@ class StreamappProcess(LoggedProcess):
 
 
 class Worker(StreamappProcess):
-    """A `streamapp worker` with Faust's web views on its own port."""
+    """A `streamapp worker` with Faust's web views on its own port. On a host of its own,
+    the views listen on the host's address, which the other workers are told."""
 
-    def __init__(self, env: dict[str, str], web_port: int | None = None) -> None:
-        self.web_port = web_port or free_ports(1)
-        super().__init__(
-            f"worker-{self.web_port}", ["worker", "--web-port", str(self.web_port)], env
-        )
+    def __init__(
+        self, env: dict[str, str], web_port: int | None = None, on: Host | None = None
+    ) -> None:
+        self.web_port = web_port or (6066 if on else free_ports(1))
+        if on:
+            env = {**env, "WORKER_WEB_HOST": on.address, "WORKER_WEB_BIND": on.address}
+        name = f"worker-{on.name if on else self.web_port}"
+        super().__init__(name, ["worker", "--web-port", str(self.web_port)], env, on)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+        return f"http://{self.address}:{self.web_port}"
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         self.wait_for_http(f"{self.url}/stats/", timeout)
@@ -98,13 +109,17 @@ class Worker(StreamappProcess):
 class Api(StreamappProcess):
     """A `streamapp api` served by uvicorn."""
 
-    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
-        self.port = port or free_ports(1)
-        super().__init__(f"api-{self.port}", ["api", "--port", str(self.port)], env)
+    def __init__(
+        self, env: dict[str, str], port: int | None = None, on: Host | None = None
+    ) -> None:
+        self.port = port or (8000 if on else free_ports(1))
+        address = on.address if on else "127.0.0.1"
+        args = ["api", "--host", address, "--port", str(self.port)]
+        super().__init__(f"api-{on.name if on else self.port}", args, env, on)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.address}:{self.port}"
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         self.wait_for_http(f"{self.url}/healthz", timeout)
