@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     db_pool_max_size: Count = 10
     db_pool_min_size: Count = 2
     db_command_timeout: Duration = 10.0
+    db_connect_timeout: Duration = 5.0
 
     postgres_sslmode: SslMode | None = None
     postgres_sslrootcert: str | None = None
@@ -118,6 +119,7 @@ class Settings(BaseSettings):
     publish_timeout: Duration = 10.0
 
     max_body_bytes: int = Field(default=16 * 1024, ge=256)
+    api_request_timeout: Duration = 10.0
     api_drain_seconds: NonNegativeDuration = 5.0
     api_shutdown_timeout: Count = 30
     api_keys: SecretStr | None = None

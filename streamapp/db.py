@@ -37,6 +37,8 @@ def create_database(settings: Settings) -> Database:
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         command_timeout=settings.db_command_timeout,
+        # A host cut off does not refuse: without a bound, a connect waits for asyncpg's 60 s.
+        timeout=settings.db_connect_timeout,
         reset=_keep_session,
         server_settings={"timezone": "UTC"},
     )

@@ -9,6 +9,10 @@ DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly"
 API_KEY_REQUIRED = "A valid X-API-Key header is required"
 API_STOPPING = "This API process is stopping; send requests to another one"
 USER_FIELD_TAKEN = "A user with this {field} already exists"
+REQUEST_TIMED_OUT = (
+    "The service could not answer within {seconds:g} s; try again shortly (a POST may have "
+    "been stored: retry it with the same Idempotency-Key)"
+)
 
 
 class DomainError(Exception):

@@ -103,7 +103,12 @@ class Filer:
             task = asyncio.create_task(self._store_waiting(), name="filer")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
-        return await answer
+        try:
+            return await answer
+        except asyncio.CancelledError:
+            # Given up (the request's deadline): if no statement took it yet, none will.
+            self._waiting = [waiting for waiting in self._waiting if waiting is not filing]
+            raise
 
     async def close(self) -> None:
         """Wait for the statements in flight, so their events are queued before the outbox

@@ -5,7 +5,9 @@ The worker's batch statement announces the ids it moved on `applications_process
 requests waiting for those ids (`GET /applications/{id}?wait=S`), with no polling per request,
 and tells its listeners (the dashboard's feed).
 Notifications sent while the connection is down are missed; a waiter then answers after its
-wait with the status it reads, which is right either way.
+wait with the status it reads, which is right either way. An idle connection never learns
+that a cut link took its server away, so the feed asks the server every few seconds and
+listens again on a new connection when it does not answer.
 """
 
 from __future__ import annotations
@@ -24,11 +26,17 @@ from streamapp.services.processing import PROCESSED_CHANNEL
 
 logger = logging.getLogger(__name__)
 
+# Seconds between the checks that the LISTEN connection's server still answers.
+PROBE_INTERVAL = 5.0
+# How the connection shows in pg_stat_activity.
+APPLICATION_NAME = "streamapp-processed-feed"
+
 
 class ProcessedFeed:
-    def __init__(self, dsn: str, max_backoff: float) -> None:
+    def __init__(self, dsn: str, max_backoff: float, timeout: float) -> None:
         self._dsn = dsn
         self._max_backoff = max_backoff
+        self._timeout = timeout  # for connecting, and for each check's answer
         self._waiters: defaultdict[int, set[asyncio.Future[None]]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[Sequence[int]], None]] = []
@@ -83,17 +91,35 @@ class ProcessedFeed:
             delay = min(delay * 2, self._max_backoff)
 
     async def _listen_once(self) -> None:
-        """Listen until the connection ends."""
-        connection = await asyncpg.connect(self._dsn)
+        """Listen until the connection ends or its server stops answering."""
+        connection = await asyncpg.connect(
+            self._dsn, timeout=self._timeout, server_settings={"application_name": APPLICATION_NAME}
+        )
         ended = asyncio.Event()
         try:
             connection.add_termination_listener(lambda _: ended.set())
             await connection.add_listener(PROCESSED_CHANNEL, self._announced)
             self.listening = True
             logger.info("processed feed: listening on %s", PROCESSED_CHANNEL)
-            await ended.wait()
-            logger.warning("processed feed: the connection ended; listening again")
+            await self._watch(connection, ended)
         finally:
             self.listening = False
             with contextlib.suppress(*UNAVAILABLE_ERRORS):
                 await connection.close(timeout=2)
+
+    async def _watch(self, connection: asyncpg.Connection, ended: asyncio.Event) -> None:
+        """Return when the connection ends, or when its server does not answer a check."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), PROBE_INTERVAL)
+                logger.warning("processed feed: the connection ended; listening again")
+                return
+            try:
+                await connection.fetchval("SELECT 1", timeout=self._timeout)
+            except UNAVAILABLE_ERRORS:
+                logger.warning(
+                    "processed feed: no answer from PostgreSQL in %gs; listening again",
+                    self._timeout,
+                )
+                connection.terminate()
+                return

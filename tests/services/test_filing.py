@@ -151,3 +151,28 @@ async def test_a_row_the_database_refuses_fails_alone(
     )
     assert sorted(row["description"] for row in descriptions) == sorted(a.description for a in good)
     assert len(published) == 20
+
+
+async def test_a_filing_given_up_before_any_statement_took_it_is_never_stored(
+    filed: tuple[Filer, list[OutboxEvent]], pg: asyncpg.Pool, user_name: str
+) -> None:
+    filer, published = filed
+    async with pg.acquire() as blocker, blocker.transaction():
+        # Both statements in flight wait on the table's lock; the third filing queues.
+        await blocker.execute("LOCK TABLE applications IN ACCESS EXCLUSIVE MODE")
+        in_flight = []
+        for i in (1, 2):
+            in_flight.append(asyncio.create_task(filer.file(application(user_name, f"held {i}"))))
+            await asyncio.sleep(0.2)  # its statement starts (and waits) before the next
+        with pytest.raises(TimeoutError):
+            # What the request's deadline does to a request still queued.
+            await asyncio.wait_for(filer.file(application(user_name, "given up")), 0.3)
+    await asyncio.gather(*in_flight)
+
+    stored = await pg.fetch(
+        "SELECT a.description FROM applications AS a JOIN users AS u ON u.id = a.user_id "
+        "WHERE u.user_name = $1",
+        user_name,
+    )
+    assert sorted(row["description"] for row in stored) == ["held 1", "held 2"]
+    assert len(published) == 2

@@ -24,7 +24,12 @@ from streamapp.stream.lag import GroupLag
 from streamapp.stream.topics import APP_ID, NEW_APPLICATIONS
 from streamapp.web.api.deps import key_digests
 from streamapp.web.api.errors import install_error_handlers
-from streamapp.web.api.middleware import BodySizeLimit, RequestId, RequestMetrics
+from streamapp.web.api.middleware import (
+    BodySizeLimit,
+    RequestDeadline,
+    RequestId,
+    RequestMetrics,
+)
 from streamapp.web.api.routes import routers
 
 logger = logging.getLogger(__name__)
@@ -56,7 +61,9 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
     )
     await outbox.start()
     filer = Filer(db, topic=NEW_APPLICATIONS, publish=outbox.publish_soon)
-    feed = ProcessedFeed(settings.asyncpg_dsn, settings.outbox_max_backoff)
+    feed = ProcessedFeed(
+        settings.asyncpg_dsn, settings.outbox_max_backoff, settings.db_connect_timeout
+    )
     dashboard = DashboardFeed(
         db=db,
         lag=GroupLag(settings.kafka, APP_ID, NEW_APPLICATIONS),
@@ -102,6 +109,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(api)
     for router in routers:
         api.include_router(router)
+    api.add_middleware(RequestDeadline, seconds=api.state.settings.api_request_timeout)
     api.add_middleware(BodySizeLimit, max_bytes=api.state.settings.max_body_bytes)
     api.add_middleware(RequestMetrics)
     if origins := api.state.settings.cors_origin_list:

@@ -1,20 +1,26 @@
 """ASGI middleware: request ids, a hard cap on request body size (413 before any parsing),
-request metrics."""
+request metrics, a deadline for every answer."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 import re
 import time
 import uuid
+from contextvars import ContextVar
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from streamapp.errors import REQUEST_TIMED_OUT
 from streamapp.logs import current_request_id
 from streamapp.metrics import REQUEST_SECONDS
 from streamapp.models.tables import REQUEST_ID_MAX
 from streamapp.web.api.errors import BODY_TOO_LARGE, error_response
+
+logger = logging.getLogger(__name__)
 
 # What a client's X-Request-ID may be; anything else is replaced by a generated id.
 _CLIENT_REQUEST_ID = re.compile(rf"[A-Za-z0-9._:/+=@-]{{1,{REQUEST_ID_MAX}}}")
@@ -131,3 +137,60 @@ class RequestMetrics:
 def _latency(method: str, template: str, status: int) -> Any:
     """Return the histogram child of one label set (a label look-up costs on every request)."""
     return REQUEST_SECONDS.labels(method, template, str(status))
+
+
+# The deadline of the request being served, for routes that wait on purpose (?wait=S).
+_deadline: ContextVar[asyncio.Timeout | None] = ContextVar("request_deadline", default=None)
+
+
+def extend_deadline(seconds: float) -> None:
+    """Give the request being served `seconds` more: a wait its client asked for."""
+    deadline = _deadline.get()
+    when = deadline.when() if deadline is not None else None
+    if deadline is not None and when is not None:
+        deadline.reschedule(when + seconds)
+
+
+class RequestDeadline:
+    """Answer 503 (with Retry-After) to a request not answered within `seconds`.
+
+    On a real network a dependency that is cut off does not refuse: it hangs, and so would
+    every request waiting on it (a statement on a dead connection, a pool whose connections
+    are all stuck, a queue behind them). The deadline stops the request's work and answers
+    at once. Once the answer has started (a stream), the deadline no longer applies.
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        answered = False
+        try:
+            async with asyncio.timeout(self.seconds) as deadline:
+
+                async def send_in_time(message: Message) -> None:
+                    nonlocal answered
+                    if message["type"] == "http.response.start":
+                        answered = True
+                        deadline.reschedule(None)
+                    await send(message)
+
+                token = _deadline.set(deadline)
+                try:
+                    await self.app(scope, receive, send_in_time)
+                finally:
+                    _deadline.reset(token)
+        except TimeoutError:
+            if answered or not deadline.expired():
+                raise  # not this deadline's: the app's own error
+            logger.warning(
+                "no answer to %s %s within %gs", scope["method"], scope["path"], self.seconds
+            )
+            message = REQUEST_TIMED_OUT.format(seconds=self.seconds)
+            response = error_response(503, "service_unavailable", message)
+            response.headers["Retry-After"] = "1"
+            await response(scope, receive, send)

@@ -28,6 +28,7 @@ from streamapp.web.api.deps import (
     require_api_key,
 )
 from streamapp.web.api.errors import ERROR_BODY, ERROR_RESPONSES, WRITE_ERRORS
+from streamapp.web.api.middleware import extend_deadline
 from streamapp.web.api.pagination import page_response
 from streamapp.web.api.responses import json_response
 
@@ -92,6 +93,7 @@ async def get_application(
             # Read again once registered, so that an announcement in between is not missed.
             row = await applications_service.get(db=db, application_id=application_id)
             if row["status"] == STATUS_NEW:
+                extend_deadline(wait)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(processed, wait)
                 row = await applications_service.get(db=db, application_id=application_id)
