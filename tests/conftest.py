@@ -21,7 +21,8 @@ from tests.harness.settings import TEST_SETTINGS
 from tools.stack.kafka import ApacheKafka
 
 # Directories whose tests run streamapp processes or brokers of their own.
-_END_TO_END = ("tests/e2e/", "tests/dev/", "tests/test_bench.py")
+_END_TO_END = ("tests/e2e/", "tests/dev/", "tests/cluster/", "tests/test_bench.py")
+_CLUSTER = "tests/cluster/"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -31,6 +32,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.kafka)
         if item.nodeid.startswith(_END_TO_END):
             item.add_marker(pytest.mark.e2e)
+        if item.nodeid.startswith(_CLUSTER):
+            item.add_marker(pytest.mark.cluster)
 
 
 @pytest.fixture(scope="session")

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import httpx
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streamapp import migrate
 from tests.harness.effects import TOPIC, wait_processed
 from tests.harness.postgres import PostgresServer
 from tests.harness.settings import TEST_SETTINGS
+from tests.harness.topics import leading_most, topic_state
 from tools.stack.kafka import KafkaCluster
 from tools.stack.load import steady_posts
 from tools.stack.processes import Api, Worker, child_env, eventually
@@ -54,33 +52,6 @@ async def cluster_env(
         }
     )
     await postgres.drop_database(url)
-
-
-async def topic_state(servers: str) -> tuple[list[dict[str, object]], str | None]:
-    """The partitions of `new_applications` (leader, replicas, isr) and its min.insync.replicas."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([TOPIC])
-        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, TOPIC)])
-    finally:
-        await admin.close()
-    in_sync = next(
-        (
-            entry[1]
-            for response in responses
-            for resource in response.resources
-            for entry in resource[4]
-            if entry[0] == "min.insync.replicas"
-        ),
-        None,
-    )
-    return described["partitions"], in_sync
-
-
-def leading_most(partitions: list[dict[str, object]]) -> int:
-    leaders = Counter(partition["leader"] for partition in partitions)
-    return int(leaders.most_common(1)[0][0])  # type: ignore[call-overload]
 
 
 async def test_a_killed_broker_loses_nothing_and_rejoins(

@@ -31,13 +31,14 @@ class Outcome:
     double_effects: int
     longest_pause: float  # seconds with nothing processed while applications kept coming
     end_to_end_p99: float  # seconds from created_at to processed_at
+    end_to_end_max: float  # the longest any one application waited
     notes: dict[str, Any] = field(default_factory=dict)
 
     def line(self) -> str:
         figures = (
             f"accepted {self.accepted}, processed {self.processed}, lost {self.lost}, "
             f"double effects {self.double_effects}, longest pause {self.longest_pause:.2f} s, "
-            f"end-to-end p99 {self.end_to_end_p99:.2f} s"
+            f"end-to-end p99 {self.end_to_end_p99:.2f} s, max {self.end_to_end_max:.2f} s"
         )
         notes = "".join(f", {key} {value}" for key, value in self.notes.items())
         return f"{self.name}: {figures}{notes}"
@@ -70,6 +71,7 @@ async def judge(
         accepted,
     )
     done = [row for row in rows if row["status"] == "processed"]
+    waits = [(row["processed_at"] - row["created_at"]).total_seconds() for row in done]
     users = sorted({row["user_name"] for row in rows})
     double = await _counter_differences(pg, users)
     if workers:
@@ -81,9 +83,8 @@ async def judge(
         lost=len(accepted) - len(done),
         double_effects=double,
         longest_pause=longest_gap([row["processed_at"].timestamp() for row in done]),
-        end_to_end_p99=percentile(
-            [(row["processed_at"] - row["created_at"]).total_seconds() for row in done], 99
-        ),
+        end_to_end_p99=percentile(waits, 99),
+        end_to_end_max=max(waits, default=0.0),
     )
 
 

@@ -47,6 +47,10 @@ class UserStats(web.View):
 class PartUnavailable(Exception):
     """A worker's part of a cluster-wide answer is missing or incomplete."""
 
+    def __init__(self, detail: str, missing: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.missing = missing or []  # each: the worker, its partitions, why
+
 
 @stats.route("/minutes/", name="minutes")
 class ClusterMinutes(web.View):
@@ -56,7 +60,9 @@ class ClusterMinutes(web.View):
     partition), so this worker asks every worker that owns partitions of the table, itself
     included, for its part, and merges them: a scatter-gather on the group's assignment, as
     Kafka Streams' metadata API allows. Parts must cover every partition exactly once; during
-    a rebalance they cannot, and the answer is a 503.
+    a rebalance they cannot, and the answer is a 503. So is a worker that does not answer
+    within PART_TIMEOUT (on a cut link it would never answer): the 503 names it and the
+    partitions it holds, under `missing`.
     """
 
     @override
@@ -65,7 +71,7 @@ class ClusterMinutes(web.View):
             parts = await _gather_parts()
         except PartUnavailable as exc:
             return self.json(
-                {"error": "unavailable", "detail": str(exc)},
+                {"error": "unavailable", "detail": str(exc), "missing": exc.missing},
                 status=503,
                 headers={"Retry-After": "1"},
             )
@@ -114,7 +120,22 @@ async def _gather_parts() -> list[dict[str, Any]]:
     owners = {url: parts for url, parts in _table_partitions().items() if parts}
     if not owners:
         raise PartUnavailable("no worker owns partitions yet")
-    parts = await asyncio.gather(*(_part_of(url) for url in sorted(owners)))
+    urls = sorted(owners)
+    answers = await asyncio.gather(*(_part_of(url) for url in urls), return_exceptions=True)
+    failed = {
+        url: answer
+        for url, answer in zip(urls, answers, strict=True)
+        if isinstance(answer, PartUnavailable)
+    }
+    if failed:
+        missing = [
+            {"worker": url, "partitions": sorted(owners[url]), "reason": str(error)}
+            for url, error in failed.items()
+        ]
+        raise PartUnavailable(f"no part from {', '.join(failed)}", missing)
+    parts = [answer for answer in answers if isinstance(answer, dict)]
+    if len(parts) != len(answers):
+        raise next(answer for answer in answers if isinstance(answer, BaseException))
     seen: list[int] = [p for part in parts for p in part["partitions"]]
     expected = sorted(p for partitions in owners.values() for p in partitions)
     if sorted(seen) != expected or len(expected) != app.conf.topic_partitions:

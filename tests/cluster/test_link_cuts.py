@@ -1,0 +1,198 @@
+"""Links cut under a steady POST load, on hosts of their own: a cut link hangs (packets are
+dropped), it does not refuse. Each test judges every accepted application: processed exactly
+once in its effects, and how long processing stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from functools import partial
+
+import asyncpg
+import httpx
+
+from streamapp.config import Settings
+from tests.cluster.conftest import splits_partitions
+from tests.harness.exactly_once import Outcome, judge
+from tests.harness.topics import leading_most, topic_state
+from tools.stack.cluster import HostCluster
+from tools.stack.load import SteadyLoad
+from tools.stack.processes import eventually
+
+RATE = 100.0
+API_DEADLINE = Settings.model_fields["api_request_timeout"].default
+SESSION_TIMEOUT = 6.0  # the cluster's WORKER_SESSION_TIMEOUT
+PART_TIMEOUT = 5.0  # streamapp.web.worker.views.PART_TIMEOUT (importing it starts Faust's app)
+
+
+async def unpublished(pg: asyncpg.Pool) -> int:
+    return int(await pg.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+
+
+async def outbox_empty(pg: asyncpg.Pool) -> bool:
+    return await unpublished(pg) == 0
+
+
+def answered_in_time(load: SteadyLoad, *statuses: int) -> None:
+    """Every request got one of `statuses`, none later than the API's deadline."""
+    assert set(load.statuses()) <= set(statuses), (load.statuses(), load.unanswered())
+    assert load.slowest() <= API_DEADLINE + 1.0, "an answer waited past the API's deadline"
+
+
+async def test_a_cut_database_host_answers_503_in_time_and_loses_nothing(
+    healthy: HostCluster, cluster_pg: asyncpg.Pool, user_names: list[str], report: list[Outcome]
+) -> None:
+    postgres = healthy.host("postgres")
+    async with SteadyLoad(healthy.api_url, user_names, RATE) as load:
+        await asyncio.sleep(5)
+        postgres.cut()
+        await asyncio.sleep(20)
+        postgres.heal()
+        await asyncio.sleep(10)
+    outcome = await judge(
+        "database host cut 20 s", cluster_pg, load.accepted, workers=healthy.running_workers()
+    )
+    outcome.notes.update(answers=dict(load.statuses()), slowest_answer=round(load.slowest(), 2))
+    report.append(outcome)
+    answered_in_time(load, 201, 503)
+    assert outcome.lost == 0
+    assert outcome.double_effects == 0
+    await eventually(partial(outbox_empty, cluster_pg), timeout=30)
+
+
+async def test_a_worker_cut_off_past_its_session_hands_over_and_rejoins(
+    healthy: HostCluster, cluster_pg: asyncpg.Pool, user_names: list[str], report: list[Outcome]
+) -> None:
+    cut_off, other = healthy.workers["worker-1"], healthy.workers["worker-2"]
+    host = healthy.host("worker-1")
+    async with SteadyLoad(healthy.api_url, user_names, RATE) as load:
+        await asyncio.sleep(5)
+        host.cut()
+        cut_at = time.monotonic()
+        await eventually(
+            lambda: splits_partitions([other]),
+            timeout=60,
+            message="the other worker did not take the cut-off worker's partitions",
+        )
+        handed_over = time.monotonic() - cut_at
+        await asyncio.sleep(max(0.0, 3 * SESSION_TIMEOUT - (time.monotonic() - cut_at)))
+        host.heal()
+        healed_at = time.monotonic()
+        await eventually(
+            lambda: splits_partitions([cut_off, other]),
+            timeout=90,
+            message="the worker did not get partitions again after the heal",
+        )
+        rejoined = time.monotonic() - healed_at
+        await asyncio.sleep(5)
+    outcome = await judge(
+        "worker host cut 18 s", cluster_pg, load.accepted, workers=[cut_off, other]
+    )
+    outcome.notes.update(handed_over_s=round(handed_over, 1), rejoined_s=round(rejoined, 1))
+    report.append(outcome)
+    answered_in_time(load, 201)
+    assert cut_off.process is not None
+    assert cut_off.process.poll() is None, "the cut-off worker died instead of rejoining"
+    assert outcome.lost == 0
+    assert outcome.double_effects == 0
+
+
+async def test_a_cut_broker_leading_most_partitions_pauses_processing_only_briefly(
+    healthy: HostCluster, cluster_pg: asyncpg.Pool, user_names: list[str], report: list[Outcome]
+) -> None:
+    assert healthy.kafka is not None
+    partitions, _ = await topic_state(healthy.kafka.bootstrap_servers)
+    leader = leading_most(partitions)
+    host = healthy.host(f"kafka-{leader}")
+    async with SteadyLoad(healthy.api_url, user_names, RATE) as load:
+        await asyncio.sleep(5)
+        host.cut()
+        await asyncio.sleep(20)
+        host.heal()
+        await asyncio.sleep(10)
+    outcome = await judge(
+        f"broker {leader} (leading most partitions) cut 20 s",
+        cluster_pg,
+        load.accepted,
+        workers=healthy.running_workers(),
+    )
+    led = sum(1 for partition in partitions if partition["leader"] == leader)
+    outcome.notes.update(partitions_led=led)
+    report.append(outcome)
+    answered_in_time(load, 201)
+    assert outcome.lost == 0
+    assert outcome.double_effects == 0
+
+
+async def test_an_api_cut_from_the_brokers_files_into_the_outbox_and_relays_after(
+    healthy: HostCluster, cluster_pg: asyncpg.Pool, user_names: list[str], report: list[Outcome]
+) -> None:
+    api = healthy.host("api")
+    async with SteadyLoad(healthy.api_url, user_names, RATE) as load:
+        await asyncio.sleep(5)
+        api.block(*healthy.broker_hosts)
+        await asyncio.sleep(15)
+        backlog_during = await unpublished(cluster_pg)
+        await asyncio.sleep(5)
+        api.unblock(*healthy.broker_hosts)
+        await asyncio.sleep(10)
+    outcome = await judge(
+        "API cut from the brokers 20 s",
+        cluster_pg,
+        load.accepted,
+        workers=healthy.running_workers(),
+    )
+    outcome.notes.update(outbox_backlog_during=backlog_during)
+    report.append(outcome)
+    answered_in_time(load, 201)
+    assert backlog_during > 0, "the cut did not hold the events back: nothing was tested"
+    assert outcome.lost == 0
+    assert outcome.double_effects == 0
+
+
+async def test_a_scatter_gather_read_names_the_cut_worker_instead_of_hanging(
+    healthy: HostCluster, cluster_pg: asyncpg.Pool, user_names: list[str], report: list[Outcome]
+) -> None:
+    asked, cut_off = healthy.workers["worker-1"], healthy.workers["worker-2"]
+    host = healthy.host("worker-2")
+
+    def minutes() -> tuple[httpx.Response, float]:
+        started = time.monotonic()
+        response = httpx.get(f"{asked.url}/stats/minutes/", headers=asked.headers, timeout=60)
+        return response, time.monotonic() - started
+
+    def whole_answer() -> httpx.Response | None:
+        response, _ = minutes()
+        return response if response.status_code == 200 else None
+
+    async with SteadyLoad(healthy.api_url, user_names, RATE) as load:
+        await asyncio.sleep(3)
+        whole, _ = await asyncio.to_thread(minutes)
+        host.cut()
+        incomplete, took = await asyncio.to_thread(minutes)
+        # Once the group has given the cut-off worker up, one worker answers for all.
+        await eventually(lambda: splits_partitions([asked]), timeout=60)
+        alone = await eventually(whole_answer, timeout=30)
+        host.heal()
+        await eventually(lambda: splits_partitions([asked, cut_off]), timeout=90)
+        await asyncio.sleep(3)
+    outcome = await judge(
+        "worker host cut during /stats/minutes/",
+        cluster_pg,
+        load.accepted,
+        workers=[asked, cut_off],
+    )
+    outcome.notes.update(partial_answer_s=round(took, 2))
+    report.append(outcome)
+    assert whole.status_code == 200
+    assert whole.json()["workers"] == 2
+    assert incomplete.status_code == 503
+    assert incomplete.headers["Retry-After"] == "1"
+    (missing,) = incomplete.json()["missing"]
+    assert missing["worker"].rstrip("/") == cut_off.url
+    assert missing["partitions"], "the answer does not say which partitions are missing"
+    assert took < PART_TIMEOUT + 1.0
+    assert alone.json()["workers"] == 1
+    answered_in_time(load, 201)
+    assert outcome.lost == 0
+    assert outcome.double_effects == 0
