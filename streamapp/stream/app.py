@@ -34,6 +34,7 @@ from streamapp.stream.topics import (
     topic_specs,
 )
 from streamapp.web.worker.auth import require_token
+from streamapp.web.worker.peers import http_client, silent_peers
 
 BROKER_UNAVAILABLE_ERRORS = (KafkaError, OSError, TimeoutError)
 # How long a producer waits for more records to share a produce request with (seconds).
@@ -123,6 +124,8 @@ def _configure(sender: Any, conf: Any, **_: Any) -> None:
     conf.broker_rebalance_timeout = settings.worker_rebalance_timeout
     conf.broker_session_timeout = settings.worker_session_timeout
     conf.broker_heartbeat_interval = settings.worker_heartbeat_interval
+    # Static membership: a restart within the session timeout moves no partitions.
+    conf.consumer_group_instance_id = settings.worker_instance_id
     conf.producer_request_timeout = settings.publish_timeout
     conf.producer_acks = -1
     # Records sent within PRODUCER_LINGER share a produce request: under load that took a
@@ -130,10 +133,14 @@ def _configure(sender: Any, conf: Any, **_: Any) -> None:
     conf.producer_linger = PRODUCER_LINGER
     # Loopback unless configured (compose binds all interfaces inside its network).
     conf.web_bind = settings.worker_web_bind
+    # Calls to other workers end after PEER_TIMEOUT, and a silent one makes a 503.
+    conf.HttpClient = http_client
+    middlewares: list[Any] = [silent_peers]
     if settings.worker_web_token:
         # Only callers with the token are answered (the settings require one off loopback).
         token = settings.worker_web_token.get_secret_value()
-        conf.web_application_options = {"middlewares": [require_token(token)]}
+        middlewares.insert(0, require_token(token))
+    conf.web_application_options = {"middlewares": middlewares}
     if settings.worker_web_host:
         # The name other workers use to reach this one (table_route forwarding).
         conf.web_host = settings.worker_web_host

@@ -12,17 +12,18 @@ import asyncpg
 import httpx
 
 from streamapp.config import Settings
+from streamapp.stream.topics import NEW_APPLICATIONS, partition_of, user_key
+from streamapp.web.worker.peers import PEER_TIMEOUT
 from tests.cluster.conftest import splits_partitions
 from tests.harness.exactly_once import Outcome, judge
 from tests.harness.topics import leading_most, topic_state
 from tools.stack.cluster import HostCluster
 from tools.stack.load import SteadyLoad
-from tools.stack.processes import eventually
+from tools.stack.processes import Worker, eventually
 
 RATE = 100.0
 API_DEADLINE = Settings.model_fields["api_request_timeout"].default
 SESSION_TIMEOUT = 6.0  # the cluster's WORKER_SESSION_TIMEOUT
-PART_TIMEOUT = 5.0  # streamapp.web.worker.views.PART_TIMEOUT (importing it starts Faust's app)
 
 
 async def unpublished(pg: asyncpg.Pool) -> int:
@@ -150,39 +151,51 @@ async def test_an_api_cut_from_the_brokers_files_into_the_outbox_and_relays_afte
     assert outcome.double_effects == 0
 
 
-async def test_a_scatter_gather_read_names_the_cut_worker_instead_of_hanging(
+def timed_get(worker: Worker, path: str) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = httpx.get(f"{worker.url}{path}", headers=worker.headers, timeout=60)
+    return response, time.monotonic() - started
+
+
+async def test_reads_that_need_a_cut_worker_name_it_instead_of_hanging(
     healthy: HostCluster, cluster_pg: asyncpg.Pool, user_names: list[str], report: list[Outcome]
 ) -> None:
     asked, cut_off = healthy.workers["worker-1"], healthy.workers["worker-2"]
     host = healthy.host("worker-2")
+    # A user whose records (and table rows) the worker to be cut holds.
+    held_there = cut_off.assigned_partitions(NEW_APPLICATIONS)
+    partitions = int(asked.env["TOPIC_PARTITIONS"])
+    user_there = next(
+        name
+        for name in (f"{user_names[0]}-{n}" for n in range(1000))
+        if partition_of(user_key(name), partitions) in held_there
+    )
 
-    def minutes() -> tuple[httpx.Response, float]:
-        started = time.monotonic()
-        response = httpx.get(f"{asked.url}/stats/minutes/", headers=asked.headers, timeout=60)
-        return response, time.monotonic() - started
-
-    def whole_answer() -> httpx.Response | None:
-        response, _ = minutes()
+    def whole_minutes() -> httpx.Response | None:
+        response, _ = timed_get(asked, "/stats/minutes/")
         return response if response.status_code == 200 else None
 
-    async with SteadyLoad(healthy.api_url, user_names, RATE) as load:
+    async with SteadyLoad(healthy.api_url, [*user_names, user_there], RATE) as load:
         await asyncio.sleep(3)
-        whole, _ = await asyncio.to_thread(minutes)
+        whole, _ = await asyncio.to_thread(timed_get, asked, "/stats/minutes/")
         host.cut()
-        incomplete, took = await asyncio.to_thread(minutes)
+        incomplete, took = await asyncio.to_thread(timed_get, asked, "/stats/minutes/")
+        forwarded, forward_took = await asyncio.to_thread(
+            timed_get, asked, f"/stats/users/{user_there}/"
+        )
         # Once the group has given the cut-off worker up, one worker answers for all.
         await eventually(lambda: splits_partitions([asked]), timeout=60)
-        alone = await eventually(whole_answer, timeout=30)
+        alone = await eventually(whole_minutes, timeout=30)
         host.heal()
         await eventually(lambda: splits_partitions([asked, cut_off]), timeout=90)
         await asyncio.sleep(3)
     outcome = await judge(
-        "worker host cut during /stats/minutes/",
+        "worker host cut during cluster-wide reads",
         cluster_pg,
         load.accepted,
         workers=[asked, cut_off],
     )
-    outcome.notes.update(partial_answer_s=round(took, 2))
+    outcome.notes.update(minutes_503_s=round(took, 2), forwarded_503_s=round(forward_took, 2))
     report.append(outcome)
     assert whole.status_code == 200
     assert whole.json()["workers"] == 2
@@ -190,8 +203,11 @@ async def test_a_scatter_gather_read_names_the_cut_worker_instead_of_hanging(
     assert incomplete.headers["Retry-After"] == "1"
     (missing,) = incomplete.json()["missing"]
     assert missing["worker"].rstrip("/") == cut_off.url
-    assert missing["partitions"], "the answer does not say which partitions are missing"
-    assert took < PART_TIMEOUT + 1.0
+    assert sorted(missing["partitions"]) == sorted(held_there)
+    assert took < PEER_TIMEOUT + 1.0
+    assert forwarded.status_code == 503, forwarded.text
+    assert forwarded.headers["Retry-After"] == "1"
+    assert forward_took < PEER_TIMEOUT + 2.0
     assert alone.json()["workers"] == 1
     answered_in_time(load, 201)
     assert outcome.lost == 0

@@ -26,9 +26,7 @@ from streamapp.stream.tables import (
 )
 from streamapp.stream.topics import NEW_APPLICATIONS, partition_of, user_key
 from streamapp.web.worker.auth import bearer
-
-# How long the scatter-gather waits for another worker's part.
-PART_TIMEOUT = 5.0
+from streamapp.web.worker.peers import PEER_TIMEOUT
 
 stats = web.Blueprint("stats")
 
@@ -61,7 +59,7 @@ class ClusterMinutes(web.View):
     included, for its part, and merges them: a scatter-gather on the group's assignment, as
     Kafka Streams' metadata API allows. Parts must cover every partition exactly once; during
     a rebalance they cannot, and the answer is a 503. So is a worker that does not answer
-    within PART_TIMEOUT (on a cut link it would never answer): the 503 names it and the
+    within PEER_TIMEOUT (on a cut link it would never answer): the 503 names it and the
     partitions it holds, under `missing`.
     """
 
@@ -149,7 +147,7 @@ async def _part_of(url: str) -> dict[str, Any]:
     try:
         async with app.http_client.get(
             f"{url.rstrip('/')}/stats/minutes/local/",
-            timeout=aiohttp.ClientTimeout(total=PART_TIMEOUT),
+            timeout=aiohttp.ClientTimeout(total=PEER_TIMEOUT),
             headers=_auth_headers(),
         ) as response:
             if response.status != 200:
