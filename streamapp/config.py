@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     worker_web_host: str | None = None
     worker_web_bind: str = "127.0.0.1"
     worker_web_token: SecretStr | None = None
+    # Kafka static membership (group.instance.id): a worker restarted under the same id
+    # within the session timeout gets its partitions back with no group-wide rebalance.
+    worker_instance_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")] | None = None
 
     outbox_relay_interval: Duration = 1.0
     outbox_relay_delay: NonNegativeDuration = 5.0
@@ -386,6 +389,7 @@ _EMPTY_IS_UNSET = frozenset(
         "kafka_ssl_keyfile",
         "kafka_ssl_key_password",
         "worker_web_token",
+        "worker_instance_id",
         *(f"{name}_file" for name in SECRETS),
     )
 )

@@ -101,6 +101,8 @@ def test_several_bootstrap_servers(clean_env: pytest.MonkeyPatch) -> None:
         ({**ORIGINAL, "API_KEYS": "0123456789abcdef,short"}, "at least 16 characters"),
         ({**ORIGINAL, "CORS_ORIGINS": "apps.example.com"}, "invalid setting CORS_ORIGINS"),
         ({**ORIGINAL, "CORS_ORIGINS": "https://a.example/path"}, "invalid setting CORS_ORIGINS"),
+        ({**ORIGINAL, "WORKER_INSTANCE_ID": "worker 1"}, "invalid setting WORKER_INSTANCE_ID"),
+        ({**ORIGINAL, "WORKER_INSTANCE_ID": "w" * 250}, "invalid setting WORKER_INSTANCE_ID"),
     ],
 )
 def test_bad_settings_fail_with_one_line_naming_them(
@@ -187,3 +189,15 @@ def test_settings_are_frozen() -> None:
     settings = load_settings(database_url="postgresql://u@h/d")
     with pytest.raises(ValueError, match="frozen"):
         settings.log_level = "DEBUG"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("streamapp-worker-0", "streamapp-worker-0"), ("a.b_C-9", "a.b_C-9"), ("", None)],
+)
+def test_worker_instance_ids_kafka_accepts_and_empty_means_off(
+    clean_env: pytest.MonkeyPatch, given: str, expected: str | None
+) -> None:
+    for name, value in {**ORIGINAL, "WORKER_INSTANCE_ID": given}.items():
+        clean_env.setenv(name, value)
+    assert load_settings().worker_instance_id == expected
