@@ -67,7 +67,7 @@ async def cluster_pg(cluster: HostCluster) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 async def healthy(cluster: HostCluster) -> HostCluster:
     """The cluster as every test starts it: every link up, the standing workers (and only
-    they) running and holding the partitions between them."""
+    they) running on the cluster's settings and holding the partitions between them."""
     assert cluster.network is not None
     for host in cluster.network.hosts.values():
         host.heal()
@@ -77,6 +77,8 @@ async def healthy(cluster: HostCluster) -> HostCluster:
             worker.stop()
     for name in STANDING_WORKERS:
         worker = cluster.workers.get(name)
+        if worker is not None and worker.env != cluster.env:
+            worker.stop()  # started with settings of a test's own
         if worker is None or worker.process is None or worker.process.poll() is not None:
             cluster.start_worker(name, wait=False)
     standing = [cluster.workers[name] for name in STANDING_WORKERS]
