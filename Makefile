@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PYTHON ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3) python3.13 python3.11 python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: install lock upgrade-check guard-check run test test-fast lint format bench soak clean
+.PHONY: install lock upgrade-check guard-check run cluster test test-fast test-cluster lint format bench soak clean
 
 install: $(VENV)/.installed
 
@@ -52,8 +52,17 @@ guard-check: install
 run: install
 	$(BIN)/streamapp dev $(ARGS)
 
+# The whole system spread over hosts of its own (network namespaces; needs root, iproute2,
+# iptables, Java and Maven): three brokers, PostgreSQL, the API and workers; Ctrl-C stops it.
+cluster: install
+	$(BIN)/python -m tools.stack.cluster $(ARGS)
+
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The fault tests on that cluster alone (tests/cluster/, about 8 minutes).
+test-cluster: install
+	$(BIN)/pytest -m cluster $(PYTEST_ARGS)
 
 # The inner loop: no broker and no streamapp processes (tests marked kafka or e2e are left out).
 test-fast: install

@@ -33,6 +33,9 @@ from streamapp.connections import (
 from streamapp.logs import LogFormat
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+# Seconds a group join may take beyond the rebalance timeout it waits out (as Kafka's own
+# Java consumer allows).
+JOIN_MARGIN = 5.0
 Duration = Annotated[float, Field(gt=0)]
 NonNegativeDuration = Annotated[float, Field(ge=0)]
 Count = Annotated[int, Field(ge=1)]
@@ -94,6 +97,7 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: str | None = None
     kafka_ssl_key_password: SecretStr | None = None
     kafka_ssl_check_hostname: bool = True
+    kafka_request_timeout: Duration = 30.0
     # The original service's name for the consumer's broker; accepted and not used.
     host_consumer: str | None = None
     topic_partitions: Count = 8
@@ -349,6 +353,17 @@ class Settings(BaseSettings):
             self.kafka_sasl_username,
             sasl_password.get_secret_value() if sasl_password else None,
             context,
+            self.kafka_request_timeout,
+        )
+
+    @property
+    def consumer_request_timeout(self) -> float:
+        """How long the workers' consumer waits for an answer: KAFKA_REQUEST_TIMEOUT, but a
+        group join waits out a whole rebalance, and Faust wants no less than the session."""
+        return max(
+            self.kafka_request_timeout,
+            self.worker_session_timeout,
+            self.worker_rebalance_timeout + JOIN_MARGIN,
         )
 
     @property

@@ -71,6 +71,8 @@ class KafkaConnection:
     sasl_username: str | None = None
     sasl_password: str | None = field(default=None, repr=False)
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+    # Seconds any request may wait for its answer: a broker cut off hangs, it never refuses.
+    request_timeout: float = 30.0
 
     @classmethod
     def of(cls, target: KafkaConnection | str) -> KafkaConnection:
@@ -82,6 +84,7 @@ class KafkaConnection:
         options: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_servers,
             "security_protocol": self.security_protocol,
+            "request_timeout_ms": int(self.request_timeout * 1000),
         }
         if self.ssl_context is not None:
             options["ssl_context"] = self.ssl_context

@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 LATEST = 15
 BUSIEST_USERS = 10
 SNAPSHOT_INTERVAL = 1.0
+# How long a snapshot waits for each source (PostgreSQL, the lag from Kafka): one that is
+# cut off shows as null, and the next snapshots still come every second.
+SOURCE_TIMEOUT = 2.0
 # A page that cannot keep up (its queue is full) loses the oldest messages; the next snapshot
 # sets it right.
 QUEUE_SIZE = 256
@@ -146,10 +149,13 @@ class DashboardFeed:
             await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - started)))
 
     async def snapshot(self) -> dict[str, Any]:
-        """Everything the page shows; parts whose source is down are null."""
-        lag = await self._lag.measure()
+        """Everything the page shows; parts whose source is down (or silent) are null."""
         try:
-            database = await self._from_database()
+            lag = await asyncio.wait_for(self._lag.measure(), SOURCE_TIMEOUT)
+        except TimeoutError:
+            lag = None
+        try:
+            database = await asyncio.wait_for(self._from_database(), SOURCE_TIMEOUT)
         except UNAVAILABLE_ERRORS as exc:
             logger.warning("dashboard: PostgreSQL unavailable (%s)", exc)
             database = {"latest": None, "users": None, "minutes": None, "outbox": None}

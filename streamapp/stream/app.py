@@ -127,6 +127,9 @@ def _configure(sender: Any, conf: Any, **_: Any) -> None:
     # Static membership: a restart within the session timeout moves no partitions.
     conf.consumer_group_instance_id = settings.worker_instance_id
     conf.producer_request_timeout = settings.publish_timeout
+    # The consumer's fetches, commits and joins: a fetch from a broker cut off gives up after
+    # this, so its partitions are read from their new leader.
+    conf.broker_request_timeout = settings.consumer_request_timeout
     conf.producer_acks = -1
     # Records sent within PRODUCER_LINGER share a produce request: under load that took a
     # fifth of the broker's CPU off each POST, for a few milliseconds more to publish.

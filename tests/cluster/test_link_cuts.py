@@ -24,6 +24,7 @@ from tools.stack.processes import Worker, eventually
 RATE = 100.0
 API_DEADLINE = Settings.model_fields["api_request_timeout"].default
 SESSION_TIMEOUT = 6.0  # the cluster's WORKER_SESSION_TIMEOUT
+BROKER_CUT = 30.0  # longer than the workers' Kafka requests wait (15 s here)
 
 
 async def unpublished(pg: asyncpg.Pool) -> int:
@@ -108,11 +109,11 @@ async def test_a_cut_broker_leading_most_partitions_pauses_processing_only_brief
     async with SteadyLoad(healthy.api_url, user_names, RATE) as load:
         await asyncio.sleep(5)
         host.cut()
-        await asyncio.sleep(20)
+        await asyncio.sleep(BROKER_CUT)
         host.heal()
         await asyncio.sleep(10)
     outcome = await judge(
-        f"broker {leader} (leading most partitions) cut 20 s",
+        f"broker {leader} (leading most partitions) cut {BROKER_CUT:g} s",
         cluster_pg,
         load.accepted,
         workers=healthy.running_workers(),

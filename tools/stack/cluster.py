@@ -45,6 +45,7 @@ CLUSTER_SETTINGS = {
     "OUTBOX_MAX_BACKOFF": "2",
     "REDELIVER_AFTER": "0",
     "API_DRAIN_SECONDS": "0",
+    "KAFKA_REQUEST_TIMEOUT": "10",
     "LOG_LEVEL": "INFO",
 }
 
@@ -89,6 +90,7 @@ class HostCluster:
         self.postgres: HostPostgres | None = None
         self.api: Api | None = None
         self.workers: dict[str, Worker] = {}
+        self.worker_settings: dict[str, dict[str, str]] = {}  # each worker's own, if any
         self.env: dict[str, str] = {}
 
     def host(self, name: str) -> Host:
@@ -149,11 +151,12 @@ class HostCluster:
     def start_worker(
         self, host_name: str, *, wait: bool = True, settings: dict[str, str] | None = None
     ) -> Worker:
-        """Start (or restart) the worker of `host_name`."""
+        """Start (or restart) the worker of `host_name`, with `settings` of its own."""
         env = {**self.env, **(settings or {})}
         worker = Worker(env, on=self.host(host_name))
         worker.start()
         self.workers[host_name] = worker
+        self.worker_settings[host_name] = settings or {}
         if wait:
             worker.wait_ready()
         return worker
