@@ -23,6 +23,12 @@ def database_url() -> str:
     return asyncpg_dsn_of(str(url) if url else get_settings().asyncpg_dsn)
 
 
+def connect_timeout() -> float:
+    """DB_CONNECT_TIMEOUT: a server cut off does not refuse, and asyncpg would wait 60 s."""
+    given = config.attributes.get("connect_timeout")
+    return float(given) if given is not None else get_settings().db_connect_timeout
+
+
 def run_offline() -> None:
     context.configure(
         url="postgresql+asyncpg://", target_metadata=target_metadata, literal_binds=True
@@ -42,7 +48,8 @@ async def run_online() -> None:
     # apply as they do to the service's own connections.
     dsn = database_url()
     engine = create_async_engine(
-        "postgresql+asyncpg://", async_creator=lambda: asyncpg.connect(dsn)
+        "postgresql+asyncpg://",
+        async_creator=lambda: asyncpg.connect(dsn, timeout=connect_timeout()),
     )
     try:
         async with engine.connect() as connection:

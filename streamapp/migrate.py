@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from streamapp.config import get_settings
+from streamapp.config import Settings, get_settings
 
 # Next to the package in a source checkout; in the working directory in the Docker image.
 ALEMBIC_INI = next(
@@ -20,10 +20,17 @@ ALEMBIC_INI = next(
 )
 
 
+DEFAULT_CONNECT_TIMEOUT: float = Settings.model_fields["db_connect_timeout"].default
+
+
 def alembic_config(database_url: str | None = None) -> Config:
     """Return the Alembic config for `database_url` (default: the configured database)."""
     config = Config(str(ALEMBIC_INI))
     config.attributes["database_url"] = database_url or get_settings().asyncpg_dsn
+    # A server cut off does not refuse: the connect gives up after DB_CONNECT_TIMEOUT.
+    config.attributes["connect_timeout"] = (
+        DEFAULT_CONNECT_TIMEOUT if database_url else get_settings().db_connect_timeout
+    )
     return config
 
 

@@ -92,11 +92,9 @@ async def _probe(kafka: KafkaConnection, host: str, port: int) -> str | None:
     where = f"Kafka at {host}:{port}"
     options = kafka.client_options()
     options.pop("bootstrap_servers")
+    options["request_timeout_ms"] = int(PROBE_SECONDS * 1000)
     try:
-        connection = await asyncio.wait_for(
-            create_conn(host, port, request_timeout_ms=int(PROBE_SECONDS * 1000), **options),
-            PROBE_SECONDS,
-        )
+        connection = await asyncio.wait_for(create_conn(host, port, **options), PROBE_SECONDS)
     except SaslAuthenticationFailed:
         return (
             f"{where} refused the {kafka.sasl_mechanism} login of {kafka.sasl_username!r}: "

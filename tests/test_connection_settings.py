@@ -31,6 +31,7 @@ def test_plaintext_is_the_default() -> None:
     assert kafka.client_options() == {
         "bootstrap_servers": "localhost:9092",
         "security_protocol": "PLAINTEXT",
+        "request_timeout_ms": 30_000,
     }
     assert kafka.faust_credentials() is None
 
@@ -168,3 +169,18 @@ def test_a_token_lets_the_web_port_off_loopback() -> None:
     )
     assert settings.worker_web_token is not None
     assert "a-long-enough-token" not in repr(settings)
+
+
+def test_every_kafka_client_waits_at_most_the_request_timeout() -> None:
+    settings = load_settings(**BASE, kafka_request_timeout="7.5")
+    assert settings.kafka.client_options()["request_timeout_ms"] == 7_500
+    # The workers' consumer also waits out a group join (the rebalance timeout) and its
+    # session, whichever is longest.
+    assert settings.consumer_request_timeout == 65.0
+    short = load_settings(
+        **BASE,
+        kafka_request_timeout="7.5",
+        worker_rebalance_timeout="1",
+        worker_session_timeout="2",
+    )
+    assert short.consumer_request_timeout == 7.5
