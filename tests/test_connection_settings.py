@@ -172,7 +172,12 @@ def test_a_token_lets_the_web_port_off_loopback() -> None:
 
 
 def test_every_kafka_client_waits_at_most_the_request_timeout() -> None:
-    settings = load_settings(**BASE, kafka_request_timeout="7.5")
+    settings = load_settings(
+        **BASE,
+        kafka_request_timeout="7.5",
+        worker_rebalance_timeout="60",
+        worker_session_timeout="60",
+    )
     assert settings.kafka.client_options()["request_timeout_ms"] == 7_500
     # The workers' consumer also waits out a group join (the rebalance timeout) and its
     # session, whichever is longest.
