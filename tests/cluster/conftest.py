@@ -12,7 +12,7 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -94,6 +94,16 @@ async def healthy(cluster: HostCluster) -> HostCluster:
         message="the standing workers do not hold the partitions between them",
     )
     return cluster
+
+
+async def restart_standing(cluster: HostCluster, settings: Callable[[str], dict[str, str]]) -> None:
+    """Restart the standing workers, each with `settings(its name)` of its own, and wait
+    until they hold the partitions between them (the next test's `healthy` undoes it)."""
+    for name in STANDING_WORKERS:
+        cluster.workers[name].stop()
+        cluster.start_worker(name, settings=settings(name))
+    standing = [cluster.workers[name] for name in STANDING_WORKERS]
+    await eventually(lambda: splits_partitions(standing), timeout=90)
 
 
 def splits_partitions(workers: list[Worker], partitions: int | None = None) -> bool:

@@ -15,7 +15,7 @@ import time
 import asyncpg
 import pytest
 
-from tests.cluster.conftest import STANDING_WORKERS, splits_partitions
+from tests.cluster.conftest import STANDING_WORKERS, restart_standing, splits_partitions
 from tests.harness.exactly_once import Outcome, judge
 from tools.stack.cluster import HostCluster
 from tools.stack.load import SteadyLoad
@@ -42,18 +42,18 @@ async def test_a_rolling_restart_of_every_worker_loses_nothing(
     report: list[Outcome],
     static: bool,
 ) -> None:
-    for name in STANDING_WORKERS:  # the membership under test, before the load
-        healthy.workers[name].stop()
-        healthy.start_worker(name, settings=membership(name, static))
-    workers = [healthy.workers[name] for name in STANDING_WORKERS]
-    await eventually(lambda: splits_partitions(workers), timeout=90)
+    # The membership under test, before the load.
+    await restart_standing(healthy, lambda name: membership(name, static))
 
     restarts: list[float] = []
+    stopped_at: list[float] = []  # seconds into the load
     async with SteadyLoad(healthy.api_url, user_names, RATE) as load:
         await asyncio.sleep(5)
         for name in STANDING_WORKERS:
             started = time.monotonic()
-            healthy.workers[name].stop()
+            stopped_at.append(round(load.elapsed, 1))
+            # In a thread: the load shares this loop, and a stop takes a second or two.
+            await asyncio.to_thread(healthy.workers[name].stop)
             await asyncio.to_thread(healthy.start_worker, name, settings=membership(name, static))
             workers = [healthy.workers[n] for n in STANDING_WORKERS]
             await eventually(lambda: splits_partitions(workers), timeout=90)  # noqa: B023
@@ -67,7 +67,7 @@ async def test_a_rolling_restart_of_every_worker_loses_nothing(
         load.accepted,
         workers=workers,
     )
-    outcome.notes.update(restart_s=restarts)
+    outcome.notes.update(restart_s=restarts, stopped_at_s=stopped_at)
     report.append(outcome)
     assert set(load.statuses()) == {201}, (load.statuses(), load.unanswered())
     assert outcome.lost == 0

@@ -37,7 +37,7 @@ async def test_a_worker_added_then_one_removed_under_load_spreads_the_work(
         )
         out = await asyncio.to_thread(shares, [first, second, third])
         await asyncio.sleep(5)
-        first.stop()
+        await asyncio.to_thread(first.stop)  # the load shares this loop
         await eventually(
             lambda: splits_partitions([second, third]),
             timeout=90,

@@ -4,7 +4,6 @@ its effects, and how long did processing stop?"""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -29,7 +28,8 @@ class Outcome:
     processed: int
     lost: int
     double_effects: int
-    longest_pause: float  # seconds with nothing processed while applications kept coming
+    longest_pause: float  # seconds with nothing processed while an application waited
+    pause_began: float  # when, in seconds after the first processing
     end_to_end_p99: float  # seconds from created_at to processed_at
     end_to_end_max: float  # the longest any one application waited
     notes: dict[str, Any] = field(default_factory=dict)
@@ -37,7 +37,8 @@ class Outcome:
     def line(self) -> str:
         figures = (
             f"accepted {self.accepted}, processed {self.processed}, lost {self.lost}, "
-            f"double effects {self.double_effects}, longest pause {self.longest_pause:.2f} s, "
+            f"double effects {self.double_effects}, longest pause {self.longest_pause:.2f} s "
+            f"(from {self.pause_began:.1f} s), "
             f"end-to-end p99 {self.end_to_end_p99:.2f} s, max {self.end_to_end_max:.2f} s"
         )
         notes = "".join(f", {key} {value}" for key, value in self.notes.items())
@@ -72,6 +73,9 @@ async def judge(
     )
     done = [row for row in rows if row["status"] == "processed"]
     waits = [(row["processed_at"] - row["created_at"]).total_seconds() for row in done]
+    pause, pause_began = longest_pause(
+        [(row["created_at"].timestamp(), row["processed_at"].timestamp()) for row in done]
+    )
     users = sorted({row["user_name"] for row in rows})
     double = await _counter_differences(pg, users)
     if workers:
@@ -82,7 +86,8 @@ async def judge(
         processed=len(done),
         lost=len(accepted) - len(done),
         double_effects=double,
-        longest_pause=longest_gap([row["processed_at"].timestamp() for row in done]),
+        longest_pause=pause,
+        pause_began=pause_began,
         end_to_end_p99=percentile(waits, 99),
         end_to_end_max=max(waits, default=0.0),
     )
@@ -141,10 +146,27 @@ async def _table_differences(pg: asyncpg.Pool, users: list[str], workers: Sequen
     return sum(abs((counts.get(user) or 0) - expected[user]) for user in users)
 
 
-def longest_gap(moments: list[float]) -> float:
-    """The longest time between two consecutive moments (0 for fewer than two)."""
-    ordered = sorted(moments)
-    return max((b - a for a, b in itertools.pairwise(ordered)), default=0.0)
+def longest_pause(spans: list[tuple[float, float]]) -> tuple[float, float]:
+    """The longest time nothing was processed while some application waited, and when it
+    began (seconds after the first processing).
+
+    `spans` are (created, processed) moments. A gap between two processings counts only
+    from when an application processed after it had been created: a quiet client is no
+    pause.
+    """
+    if not spans:
+        return 0.0, 0.0
+    ordered = sorted(spans, key=lambda span: span[1])
+    first = ordered[0][1]
+    waiting_since = math.inf  # the oldest creation among the applications processed later
+    longest = (0.0, 0.0)
+    for index in range(len(ordered) - 1, 0, -1):
+        waiting_since = min(waiting_since, ordered[index][0])
+        before, at = ordered[index - 1][1], ordered[index][1]
+        began = max(before, waiting_since)
+        if at - began > longest[0]:
+            longest = (at - began, began - first)
+    return longest
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import logging
 import os
 import re
@@ -35,6 +36,7 @@ NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
 PREFIX = "streamapp"
 _OURS = re.compile(rf"{PREFIX}-(\d+)-")
+_NETWORKS = itertools.count(1)  # networks made by this process
 
 
 class HostsUnavailable(RuntimeError):
@@ -147,7 +149,7 @@ class Network:
             raise HostsUnavailable(reason)
         remove_stale_namespaces()
         self.subnet = subnet
-        self.tag = f"{PREFIX}-{os.getpid()}"
+        self.tag = f"{PREFIX}-{os.getpid()}-{next(_NETWORKS)}"
         self.switch_namespace = f"{self.tag}-switch"
         self.hosts: dict[str, Host] = {}
         self._home: int | None = None  # the entering thread's namespace, kept open
