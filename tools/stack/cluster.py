@@ -82,8 +82,15 @@ class HostCluster:
     on one of them (scale-out).
     """
 
-    def __init__(self, *, workers: int = 2, settings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        workers: int = 2,
+        settings: dict[str, str] | None = None,
+        subnet: str = "10.77.0",
+    ) -> None:
         self.initial_workers = workers
+        self.subnet = subnet
         self.settings = {**CLUSTER_SETTINGS, **(settings or {})}
         self.network: Network | None = None
         self.kafka: KafkaCluster | None = None
@@ -112,7 +119,7 @@ class HostCluster:
 
     def start(self) -> None:
         """Make the hosts, start every server and process on its own, wait until all serve."""
-        self.network = Network()
+        self.network = Network(self.subnet)
         try:
             self._start()
         except BaseException:
@@ -255,12 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make cluster", description=__doc__)
     parser.add_argument("--workers", type=int, default=2, choices=range(1, WORKER_HOSTS + 1))
     parser.add_argument("--port", type=int, default=API_PORT, help="loopback port to the API")
+    parser.add_argument("--subnet", default="10.77.0", help="the hosts' /24 (default 10.77.0)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # Bound before the cluster starts: the listener is this machine's, not a host's.
     listener = _loopback_listener(args.port)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    cluster = HostCluster(workers=args.workers)
+    cluster = HostCluster(workers=args.workers, subnet=args.subnet)
     try:
         cluster.start()
         assert cluster.api is not None
