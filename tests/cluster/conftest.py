@@ -20,11 +20,10 @@ import asyncpg
 import httpx
 import pytest
 
-from streamapp.stream.topics import NEW_APPLICATIONS
 from tests.harness.exactly_once import Outcome
 from tools.stack.cluster import HostCluster
 from tools.stack.hosts import hosts_unavailable
-from tools.stack.processes import Worker, eventually
+from tools.stack.processes import eventually, split_between
 
 OUTCOMES: list[Outcome] = []
 STANDING_WORKERS = ("worker-1", "worker-2")
@@ -89,7 +88,7 @@ async def healthy(cluster: HostCluster) -> HostCluster:
     for worker in standing:
         await asyncio.to_thread(worker.wait_ready)
     await eventually(
-        lambda: splits_partitions(standing),
+        lambda: split_between(standing),
         timeout=90,
         message="the standing workers do not hold the partitions between them",
     )
@@ -103,18 +102,7 @@ async def restart_standing(cluster: HostCluster, settings: Callable[[str], dict[
         cluster.workers[name].stop()
         cluster.start_worker(name, settings=settings(name))
     standing = [cluster.workers[name] for name in STANDING_WORKERS]
-    await eventually(lambda: splits_partitions(standing), timeout=90)
-
-
-def splits_partitions(workers: list[Worker], partitions: int | None = None) -> bool:
-    """True once the workers hold every partition of the topic between them, each some."""
-    total = partitions or int(workers[0].env["TOPIC_PARTITIONS"])
-    try:
-        owned = [worker.assigned_partitions(NEW_APPLICATIONS) for worker in workers]
-    except OSError:
-        return False
-    held = sorted(p for partitions_held in owned for p in partitions_held)
-    return all(owned) and held == list(range(total))
+    await eventually(lambda: split_between(standing), timeout=90)
 
 
 @pytest.fixture

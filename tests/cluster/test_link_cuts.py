@@ -14,12 +14,12 @@ import httpx
 from streamapp.config import Settings
 from streamapp.stream.topics import NEW_APPLICATIONS, partition_of, user_key
 from streamapp.web.worker.peers import PEER_TIMEOUT
-from tests.cluster.conftest import restart_standing, splits_partitions
+from tests.cluster.conftest import restart_standing
 from tests.harness.exactly_once import Outcome, judge
 from tests.harness.topics import leading_most, topic_state
 from tools.stack.cluster import HostCluster
 from tools.stack.load import SteadyLoad
-from tools.stack.processes import Worker, eventually
+from tools.stack.processes import Worker, eventually, split_between
 
 RATE = 100.0
 API_DEADLINE = Settings.model_fields["api_request_timeout"].default
@@ -72,7 +72,7 @@ async def test_a_worker_cut_off_past_its_session_hands_over_and_rejoins(
         host.cut()
         cut_at = time.monotonic()
         await eventually(
-            lambda: splits_partitions([other]),
+            lambda: split_between([other]),
             timeout=60,
             message="the other worker did not take the cut-off worker's partitions",
         )
@@ -81,7 +81,7 @@ async def test_a_worker_cut_off_past_its_session_hands_over_and_rejoins(
         host.heal()
         healed_at = time.monotonic()
         await eventually(
-            lambda: splits_partitions([cut_off, other]),
+            lambda: split_between([cut_off, other]),
             timeout=90,
             message="the worker did not get partitions again after the heal",
         )
@@ -188,10 +188,10 @@ async def test_reads_that_need_a_cut_worker_name_it_instead_of_hanging(
             asyncio.to_thread(timed_get, asked, f"/stats/users/{user_there}/"),
         )
         # Once the group has given the cut-off worker up, one worker answers for all.
-        await eventually(lambda: splits_partitions([asked]), timeout=60)
+        await eventually(lambda: split_between([asked]), timeout=60)
         alone = await eventually(whole_minutes, timeout=30)
         host.heal()
-        await eventually(lambda: splits_partitions([asked, cut_off]), timeout=90)
+        await eventually(lambda: split_between([asked, cut_off]), timeout=90)
         await asyncio.sleep(3)
     outcome = await judge(
         "worker host cut during cluster-wide reads",

@@ -15,11 +15,11 @@ import time
 import asyncpg
 import pytest
 
-from tests.cluster.conftest import STANDING_WORKERS, restart_standing, splits_partitions
+from tests.cluster.conftest import STANDING_WORKERS, restart_standing
 from tests.harness.exactly_once import Outcome, judge
 from tools.stack.cluster import HostCluster
 from tools.stack.load import SteadyLoad
-from tools.stack.processes import eventually
+from tools.stack.processes import eventually, split_between
 
 RATE = 100.0
 # Static members keep their partitions while away for at most the session timeout, so it
@@ -56,7 +56,7 @@ async def test_a_rolling_restart_of_every_worker_loses_nothing(
             await asyncio.to_thread(healthy.workers[name].stop)
             await asyncio.to_thread(healthy.start_worker, name, settings=membership(name, static))
             workers = [healthy.workers[n] for n in STANDING_WORKERS]
-            await eventually(lambda: splits_partitions(workers), timeout=90)  # noqa: B023
+            await eventually(lambda: split_between(workers), timeout=90)  # noqa: B023
             restarts.append(round(time.monotonic() - started, 1))
             await asyncio.sleep(3)
         await asyncio.sleep(3)

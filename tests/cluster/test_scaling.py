@@ -8,11 +8,10 @@ import asyncio
 import asyncpg
 
 from streamapp.stream.topics import NEW_APPLICATIONS
-from tests.cluster.conftest import splits_partitions
 from tests.harness.exactly_once import Outcome, judge
 from tools.stack.cluster import HostCluster
 from tools.stack.load import SteadyLoad
-from tools.stack.processes import Worker, eventually
+from tools.stack.processes import Worker, eventually, split_between
 
 RATE = 100.0
 
@@ -31,7 +30,7 @@ async def test_a_worker_added_then_one_removed_under_load_spreads_the_work(
         await asyncio.sleep(5)
         third = await asyncio.to_thread(healthy.start_worker, "worker-3")
         await eventually(
-            lambda: splits_partitions([first, second, third]),
+            lambda: split_between([first, second, third]),
             timeout=90,
             message="the third worker got no share of the partitions",
         )
@@ -39,7 +38,7 @@ async def test_a_worker_added_then_one_removed_under_load_spreads_the_work(
         await asyncio.sleep(5)
         await asyncio.to_thread(first.stop)  # the load shares this loop
         await eventually(
-            lambda: splits_partitions([second, third]),
+            lambda: split_between([second, third]),
             timeout=90,
             message="the remaining workers did not take the stopped worker's partitions",
         )

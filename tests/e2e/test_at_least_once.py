@@ -31,7 +31,7 @@ from tests.harness.isolated import Isolated, isolated_services
 from tests.harness.postgres import PostgresServer
 from tools.stack.kafka import ApacheKafka
 from tools.stack.load import steady_posts
-from tools.stack.processes import Worker, eventually, http_json
+from tools.stack.processes import Worker, eventually, http_json, split_between
 
 PARTITIONS = 6
 ROUND_SIZE = 600
@@ -48,15 +48,6 @@ async def isolated(postgres: PostgresServer, own_kafka: ApacheKafka) -> AsyncIte
         LOG_LEVEL="INFO",
     ) as setup:
         yield setup
-
-
-def split(workers: list[Worker]) -> bool:
-    """True once the workers hold every partition between them, each one some."""
-    try:
-        owned = [w.assigned_partitions(TOPIC) for w in workers]
-    except OSError:
-        return False
-    return all(owned) and sorted(p for ps in owned for p in ps) == list(range(PARTITIONS))
 
 
 @asynccontextmanager
@@ -102,7 +93,7 @@ async def play_round(setup: Isolated, client: httpx.AsyncClient, *, held: bool) 
     workers = setup.running()
     for worker in workers:
         await asyncio.to_thread(worker.wait_ready)
-    await eventually(lambda: split(workers), timeout=90, message="partitions not split")
+    await eventually(lambda: split_between(workers), timeout=90, message="partitions not split")
     users = [f"r-{uuid.uuid4().hex[:8]}" for _ in range(12)]
     stopped, killed = workers[0], workers[1]
     processed_before = await processed_total(setup.pg)

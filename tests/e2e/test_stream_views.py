@@ -16,11 +16,11 @@ import pytest
 from databases import Database
 
 from streamapp.services.processing import mark_processed
-from tests.harness.effects import TOPIC, post_applications, wait_processed
+from tests.harness.effects import post_applications, wait_processed
 from tests.harness.isolated import Isolated, isolated_services
 from tests.harness.postgres import PostgresServer
 from tools.stack.kafka import ApacheKafka
-from tools.stack.processes import Worker, eventually, http_json
+from tools.stack.processes import Worker, eventually, http_json, split_between
 
 PARTITIONS = 4
 
@@ -79,15 +79,6 @@ def user_stats(worker: Worker, name: str) -> dict[str, Any]:
     return {"processed": body["processed"], "last_processed_at": body["last_processed_at"]}
 
 
-def owns_every_partition_between(workers: list[Worker]) -> bool:
-    try:
-        owned = [w.assigned_partitions(TOPIC) for w in workers]
-    except OSError:
-        return False
-    every = sorted(p for partitions in owned for p in partitions)
-    return all(owned) and every == list(range(PARTITIONS))
-
-
 async def test_every_worker_answers_the_clusters_minutes_and_users_as_postgres_has_them(
     isolated: Isolated,
 ) -> None:
@@ -106,7 +97,7 @@ async def test_every_worker_answers_the_clusters_minutes_and_users_as_postgres_h
         workers = [isolated.start_worker(), isolated.start_worker()]
         for worker in workers:
             await asyncio.to_thread(worker.wait_ready)
-        await eventually(lambda: owns_every_partition_between(workers), 90, message="no split")
+        await eventually(lambda: split_between(workers), 90, message="no split")
         # Only the redelivered records can set the crashed users' rows right: nothing else
         # of theirs is processed.
         ids = crashed + await post_applications(client, users[4:], 300)
@@ -133,7 +124,7 @@ async def test_every_worker_answers_the_clusters_minutes_and_users_as_postgres_h
     # changelogs, and answers the same.
     workers[0].stop(signal.SIGTERM)
     survivor = workers[1]
-    await eventually(lambda: owns_every_partition_between([survivor]), 90, message="no takeover")
+    await eventually(lambda: split_between([survivor]), 90, message="no takeover")
     await eventually(
         lambda: cluster_minutes(survivor) == (expected, 1),
         timeout=60,

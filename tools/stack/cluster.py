@@ -21,7 +21,7 @@ from streamapp import migrate
 from streamapp.dev.postgres import EmbeddedPostgres
 from tools.stack.hosts import Host, HostsUnavailable, Network
 from tools.stack.kafka import KafkaCluster, kafka_classpath
-from tools.stack.processes import Api, Worker, child_env
+from tools.stack.processes import QUICK_SETTINGS, Api, Worker, child_env
 
 logger = logging.getLogger(__name__)
 
@@ -35,18 +35,11 @@ DATABASE = "streamapp"
 # Short consumer-group timings, so a lost worker is noticed in seconds; no redelivery sweep,
 # so nothing but the delivery contract keeps an application from being lost.
 CLUSTER_SETTINGS = {
+    **QUICK_SETTINGS,
     "TOPIC_PARTITIONS": str(PARTITIONS),
     "TOPIC_REPLICATION_FACTOR": "3",
-    "WORKER_REBALANCE_TIMEOUT": "10",
-    "WORKER_SESSION_TIMEOUT": "6",
-    "WORKER_HEARTBEAT_INTERVAL": "1",
-    "OUTBOX_RELAY_INTERVAL": "0.5",
-    "OUTBOX_RELAY_DELAY": "1",
-    "OUTBOX_MAX_BACKOFF": "2",
     "REDELIVER_AFTER": "0",
-    "API_DRAIN_SECONDS": "0",
     "KAFKA_REQUEST_TIMEOUT": "10",
-    "LOG_LEVEL": "INFO",
 }
 
 

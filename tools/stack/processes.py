@@ -125,6 +125,34 @@ class Api(StreamappProcess):
         self.wait_for_http(f"{self.url}/healthz", timeout)
 
 
+def split_between(workers: list[Worker]) -> bool:
+    """True once the workers hold every partition of the topic between them, each some."""
+    partitions = int(
+        workers[0].env.get("TOPIC_PARTITIONS", Settings.model_fields["topic_partitions"].default)
+    )
+    try:
+        owned = [worker.assigned_partitions(NEW_APPLICATIONS) for worker in workers]
+    except OSError:
+        return False
+    held = sorted(p for partitions_held in owned for p in partitions_held)
+    return all(owned) and held == list(range(partitions))
+
+
+# Timings that keep a worker's first group join and the detection of a lost one short, and
+# the outbox relay quick: for the stacks the tests and `make cluster` start.
+QUICK_SETTINGS = {
+    "TOPIC_PARTITIONS": "6",
+    "WORKER_REBALANCE_TIMEOUT": "10",
+    "WORKER_SESSION_TIMEOUT": "6",
+    "WORKER_HEARTBEAT_INTERVAL": "1",
+    "OUTBOX_RELAY_INTERVAL": "0.5",
+    "OUTBOX_RELAY_DELAY": "1",
+    "OUTBOX_MAX_BACKOFF": "2",
+    "API_DRAIN_SECONDS": "0",  # stop at once; the graceful-stop test sets it
+    "LOG_LEVEL": "INFO",
+}
+
+
 @contextmanager
 def api_and_worker(env: dict[str, str]) -> Iterator[tuple[Api, Worker]]:
     """An API and a worker on `env`, both ready, the worker holding every partition."""
