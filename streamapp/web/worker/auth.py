@@ -15,6 +15,12 @@ from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# The probes (streamapp.web.worker.probes) answer without the token: an orchestrator's
+# probes carry no secret, and they tell nothing about the data.
+HEALTH_PATH = "/healthz/"
+READY_PATH = "/readyz/"
+OPEN_PATHS = frozenset({HEALTH_PATH, READY_PATH})
+
 
 def bearer(token: str) -> dict[str, str]:
     """The header that authenticates a call to a worker."""
@@ -22,11 +28,14 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def require_token(token: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """An aiohttp middleware that answers 401 to any request without the token."""
+    """An aiohttp middleware that answers 401 to any request without the token, but for the
+    probes (OPEN_PATHS)."""
     expected = f"Bearer {token}".encode()
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in OPEN_PATHS:
+            return await handler(request)
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):
             return web.json_response(
