@@ -82,6 +82,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python -m tools.migration_lint
 
 format: install
 	$(BIN)/ruff format .

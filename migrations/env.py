@@ -16,6 +16,17 @@ from streamapp.models.tables import metadata
 config = context.config
 target_metadata = metadata
 
+# Every migration waits at most this long for a lock: behind a DDL statement that waits, every
+# query on the table would wait too. One that fails for it can be run again when it is quieter.
+LOCK_TIMEOUT = "5s"
+# And no statement runs longer than this (a backfill or index build on a big table, not stuck).
+STATEMENT_TIMEOUT = "30min"
+
+
+def _limit_waits() -> None:
+    context.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+    context.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'")
+
 
 def database_url() -> str:
     """Return the URL a caller passed in (tests, `streamapp migrate`), else the settings' one."""
@@ -34,12 +45,14 @@ def run_offline() -> None:
         url="postgresql+asyncpg://", target_metadata=target_metadata, literal_binds=True
     )
     with context.begin_transaction():
+        _limit_waits()
         context.run_migrations()
 
 
 def _run_sync(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata)
     with context.begin_transaction():
+        _limit_waits()
         context.run_migrations()
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from alembic import command
+import sqlalchemy as sa
+from alembic import command, op
 from alembic.config import Config
 
 from streamapp.config import Settings, get_settings
@@ -51,3 +53,26 @@ def asyncpg_dsn_of(url: str) -> str:
     if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
         return f"postgresql://{rest}"
     raise ValueError(f"not a PostgreSQL URL: {scheme}://...")
+
+
+def create_index_concurrently(name: str, table: str, columns: list[str], **options: Any) -> None:
+    """In a migration: build an index without blocking the table's writes, so that it can be
+    run again after a failure.
+
+    Call it inside `op.get_context().autocommit_block()`. A build that failed (a lock it
+    waited for past lock_timeout, a duplicate key) leaves an invalid index of that name:
+    it is dropped and built again; a valid one is kept.
+    """
+    if not op.get_context().as_sql:
+        invalid = op.get_bind().execute(
+            sa.text(
+                "SELECT NOT indisvalid FROM pg_index JOIN pg_class ON pg_class.oid = indexrelid "
+                "WHERE relname = :name"
+            ),
+            {"name": name},
+        )
+        if invalid.scalar():
+            op.drop_index(name, table_name=table, postgresql_concurrently=True)
+    op.create_index(
+        name, table, columns, postgresql_concurrently=True, if_not_exists=True, **options
+    )

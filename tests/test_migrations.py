@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import asyncpg
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -147,7 +148,12 @@ async def test_original_service_database_can_be_stamped_and_upgraded(empty_datab
 
 async def test_migrations_match_the_tables_in_code(empty_database: str) -> None:
     await run_migration(empty_database, "head")
-    engine = create_async_engine(empty_database.replace("postgresql://", "postgresql+asyncpg://"))
+    assert await schema_differences(empty_database) == []
+
+
+async def schema_differences(url: str) -> list[object]:
+    """What Alembic's autogenerate finds between the database and the tables in code."""
+    engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://"))
 
     def diff(connection: Connection) -> list[object]:
         context = MigrationContext.configure(
@@ -157,10 +163,34 @@ async def test_migrations_match_the_tables_in_code(empty_database: str) -> None:
 
     try:
         async with engine.connect() as connection:
-            differences = await connection.run_sync(diff)
+            differences: list[object] = await connection.run_sync(diff)
     finally:
         await engine.dispose()
-    assert differences == []
+    return differences
+
+
+async def test_a_migration_stopped_by_its_lock_timeout_runs_again(empty_database: str) -> None:
+    await run_migration(empty_database, "0004")
+    holder = await asyncpg.connect(empty_database)
+    try:
+        # A long transaction writing to applications: 0005's index build on it waits for the
+        # transaction, past the migrations' lock_timeout, after 0005's first part committed.
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("LOCK TABLE applications IN ROW EXCLUSIVE MODE")
+        with pytest.raises(Exception, match="lock timeout"):
+            await run_migration(empty_database, "0005")
+        await transaction.rollback()
+        invalid = await holder.fetchval("SELECT count(*) FROM pg_index WHERE NOT indisvalid")
+        assert invalid == 1  # what the stopped build left behind
+
+        await run_migration(empty_database, "head")  # simply run again
+
+        assert await holder.fetchval("SELECT count(*) FROM pg_index WHERE NOT indisvalid") == 0
+        assert await holder.fetchval("SELECT version_num FROM alembic_version") == "0007"
+    finally:
+        await holder.close()
+    assert await schema_differences(empty_database) == []
 
 
 def test_alembic_cli_and_streamapp_migrate_both_work(empty_database: str) -> None:

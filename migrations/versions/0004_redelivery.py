@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from streamapp.migrate import create_index_concurrently
+
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -20,21 +22,34 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column("outbox", sa.Column("application_id", sa.Integer, nullable=True))
+    # Every step can run again: the index builds below commit apart from the rest, so a
+    # migration that fails in one of them is simply run again.
     op.add_column(
-        "outbox", sa.Column("redeliveries", sa.Integer, nullable=False, server_default="0")
+        "outbox", sa.Column("application_id", sa.Integer, nullable=True), if_not_exists=True
+    )
+    op.add_column(
+        "outbox",
+        sa.Column("redeliveries", sa.Integer, nullable=False, server_default="0"),
+        if_not_exists=True,
     )
     op.execute(
         "UPDATE outbox SET application_id = (payload->>'id')::integer "
         "WHERE jsonb_typeof(payload->'id') = 'number'"
     )
-    op.create_index("ix_outbox_application_id", "outbox", ["application_id"])
-    op.create_index(
-        "ix_applications_waiting",
-        "applications",
-        ["created_at"],
-        postgresql_where=sa.text("status = 'new'"),
-    )
+    # Built without blocking writes to outbox and applications (the service runs on), outside
+    # the migration's transaction, after everything else it does has committed.
+    with op.get_context().autocommit_block():
+        create_index_concurrently(
+            "ix_outbox_application_id",
+            "outbox",
+            ["application_id"],
+        )
+        create_index_concurrently(
+            "ix_applications_waiting",
+            "applications",
+            ["created_at"],
+            postgresql_where=sa.text("status = 'new'"),
+        )
 
 
 def downgrade() -> None:

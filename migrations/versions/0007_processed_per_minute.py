@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from streamapp.migrate import create_index_concurrently
+
 revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
@@ -31,6 +33,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name="fk_processed_per_minute_user_id_users"
         ),
+        # Every step can run again: the index build below commits apart from the rest, so a
+        # migration that fails in it is simply run again.
+        if_not_exists=True,
     )
     op.execute(
         """
@@ -39,9 +44,17 @@ def upgrade() -> None:
         FROM applications
         WHERE status = 'processed' AND created_at >= now() - interval '2 hours'
         GROUP BY 1, 2
+        ON CONFLICT (minute, user_id) DO UPDATE SET processed = excluded.processed
         """
     )
-    op.create_index("ix_users_processed_count_id", "users", ["processed_count", "id"])
+    # Built without blocking the users table's writes (a POST may create a user): outside
+    # the migration's transaction, after everything else it does has committed.
+    with op.get_context().autocommit_block():
+        create_index_concurrently(
+            "ix_users_processed_count_id",
+            "users",
+            ["processed_count", "id"],
+        )
 
 
 def downgrade() -> None:
