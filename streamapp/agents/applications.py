@@ -21,7 +21,12 @@ from streamapp.metrics import (
     RECORDS_DEAD_LETTERED,
     RECORDS_PROCESSED,
 )
-from streamapp.models.records import ApplicationCreated, InvalidRecord, decode_application
+from streamapp.models.records import (
+    ApplicationCreated,
+    DeadLetterRecord,
+    InvalidRecord,
+    decode_application,
+)
 from streamapp.retry import Backoff, RetryStopped, retry
 from streamapp.services import processing
 from streamapp.services.outbox import REQUEST_ID_HEADER
@@ -204,17 +209,15 @@ async def _dead_letter(event: Any, reason: str) -> Awaitable[Any]:
     where = f"{message.topic}[{message.partition}]@{message.offset}"
     logger.warning("dead-lettering record at %s: %s", where, reason)
     RECORDS_DEAD_LETTERED.inc()
-    return await dead_letters.send(
-        key=message.key,
-        value={
-            "reason": reason,
-            "topic": message.topic,
-            "partition": message.partition,
-            "offset": message.offset,
-            "value": _printable(event.value),
-            "truncated": event.value is not None and len(event.value) > DEAD_LETTER_VALUE_MAX,
-        },
+    letter = DeadLetterRecord(
+        reason=reason,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        value=_printable(event.value),
+        truncated=event.value is not None and len(event.value) > DEAD_LETTER_VALUE_MAX,
     )
+    return await dead_letters.send(key=message.key, value=letter.model_dump())
 
 
 # The most of a record's value a dead letter keeps: the letter must fit in a Kafka message

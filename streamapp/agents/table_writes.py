@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from streamapp.minutes import first_kept_minute
+from streamapp.models.records import UserCounts
 from streamapp.services.processing import ProcessedBatch, UserCount
 from streamapp.stream.tables import applications_per_user, set_minute_count
 from streamapp.stream.topics import user_key
@@ -28,7 +28,8 @@ def write_counts(held: Sequence[ProcessedBatch]) -> None:
 def _write_users(users: dict[str, UserCount]) -> None:
     for user_name, count in users.items():
         key = user_key(user_name)
-        stats = {"processed": count.processed, "last_processed_at": _iso(count.last_processed_at)}
+        row = UserCounts(processed=count.processed, last_processed_at=count.last_processed_at)
+        stats = row.model_dump(mode="json")
         if applications_per_user.get(key) != stats:
             applications_per_user[key] = stats
 
@@ -38,7 +39,3 @@ def _write_minutes(minutes: dict[tuple[str, float], int]) -> None:
     for (user_name, start), processed in minutes.items():
         if start >= oldest:  # else past the hour the table keeps
             set_minute_count(user_name, start, processed)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat()

@@ -1,16 +1,18 @@
-"""What crosses Kafka: the records on `new_applications`.
+"""What crosses Kafka: the records on `new_applications`, the dead letters, the tables' rows.
 
 `ApplicationCreated` is the one declaration of an event's shape: the outbox SQL builds the
 stored payload from its field names, and the decoder validates against it, parsing each record
-once, straight into the object the worker uses.
+once, straight into the object the worker uses. `DeadLetterRecord` and `UserCounts` declare
+what the worker writes to the dead-letter topic and to the per-user table. The AsyncAPI
+document (streamapp/stream/asyncapi.py) takes each message's schema from these models.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
 
 # The record's integers are PostgreSQL `integer` keys: a value outside them could never name
 # a stored row, and would fail the batch's statement instead of being dead-lettered.
@@ -38,6 +40,35 @@ class ApplicationCreated(BaseModel):
 
 
 EVENT_FIELDS: tuple[str, ...] = tuple(ApplicationCreated.model_fields)
+
+Offset = Annotated[int, Field(ge=0)]
+
+
+class DeadLetterRecord(BaseModel):
+    """A record the worker could not process, on `new_applications.dlq`: why, and where it
+    was. Keyed like the record it carries."""
+
+    reason: str = Field(description="why the record could not be processed")
+    topic: str = Field(description="where the record was")
+    partition: Offset
+    offset: Offset
+    value: str | None = Field(
+        description="the record's value: its first 64 KiB as UTF-8, undecodable bytes replaced"
+    )
+    truncated: bool = Field(description="the value was longer than the 64 KiB kept")
+
+
+class UserCounts(BaseModel):
+    """A row of the `applications_per_user` table (and its changelog record's value): the
+    user's processed applications, as PostgreSQL counts them."""
+
+    processed: Annotated[int, Field(ge=0)]
+    last_processed_at: datetime | None = Field(description="when the last one was processed")
+
+    @field_serializer("last_processed_at")
+    def _in_utc(self, moment: datetime | None) -> str | None:
+        """ISO 8601 in UTC with its offset, as the API writes timestamps."""
+        return None if moment is None else moment.astimezone(UTC).isoformat()
 
 
 class InvalidRecord(ValueError):

@@ -16,7 +16,7 @@ from typing_extensions import override
 
 from streamapp.minutes import WINDOW_KEPT, WINDOW_SECONDS, first_kept_minute
 from streamapp.stream.app import app
-from streamapp.stream.topics import partition_of, user_key
+from streamapp.stream.topics import MINUTE_COUNTS_TABLE, USER_COUNTS_TABLE, partition_of, user_key
 
 
 class UserTable(faust.Table):  # type: ignore[type-arg]
@@ -55,7 +55,7 @@ def _table(table: UserTable) -> UserTable:
 applications_per_user = _table(
     UserTable(
         app,
-        name="applications_per_user",
+        name=USER_COUNTS_TABLE,
         key_type=bytes,
         beacon=app.tables.beacon,
         help="Processed applications per user, and when the last one was processed",
@@ -68,7 +68,7 @@ applications_per_user = _table(
 _per_user_minute = _table(
     UserTable(
         app,
-        name="processed_per_minute",
+        name=MINUTE_COUNTS_TABLE,
         key_type=str,
         default=int,
         beacon=app.tables.beacon,

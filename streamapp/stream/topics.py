@@ -24,6 +24,14 @@ NEW_APPLICATIONS = "new_applications"
 # The Faust app's id: the workers' consumer group, and the prefix of the app's own topics.
 APP_ID = "streamapp"
 DEAD_LETTERS = f"{NEW_APPLICATIONS}.dlq"
+# The stream tables, whose changelog topics Faust names after them.
+USER_COUNTS_TABLE = "applications_per_user"
+MINUTE_COUNTS_TABLE = "processed_per_minute"
+
+
+def changelog_topic(table: str) -> str:
+    """The changelog topic of a table of the app (Faust's naming)."""
+    return f"{APP_ID}-{table}-changelog"
 
 
 @dataclass(frozen=True)

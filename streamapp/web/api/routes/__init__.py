@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from streamapp.web.api.routes import applications, dashboard, health, metrics, users
+from streamapp.web.api.routes import applications, asyncapi, dashboard, health, metrics, users
 
 # Included one by one on the app: a router of routers costs a matching level per request.
 routers: list[APIRouter] = [
@@ -11,4 +11,5 @@ routers: list[APIRouter] = [
     health.router,
     metrics.router,
     dashboard.router,
+    asyncapi.router,
 ]
