@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from streamapp import migrate
 from streamapp.models.tables import metadata
 
+HEAD = "0008"
 ORIGINAL_ROWS = [
     ("alice", "first", datetime(2024, 1, 2, 3, 4, 5)),
     ("bob", "second", datetime(2024, 1, 3, 0, 0, 0)),
@@ -55,7 +56,7 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(empty_database: st
             "totals",
             "processed_per_minute",
         }
-        assert await connection.fetchval("SELECT version_num FROM alembic_version") == "0007"
+        assert await connection.fetchval("SELECT version_num FROM alembic_version") == HEAD
     finally:
         await connection.close()
 
@@ -187,7 +188,7 @@ async def test_a_migration_stopped_by_its_lock_timeout_runs_again(empty_database
         await run_migration(empty_database, "head")  # simply run again
 
         assert await holder.fetchval("SELECT count(*) FROM pg_index WHERE NOT indisvalid") == 0
-        assert await holder.fetchval("SELECT version_num FROM alembic_version") == "0007"
+        assert await holder.fetchval("SELECT version_num FROM alembic_version") == HEAD
     finally:
         await holder.close()
     assert await schema_differences(empty_database) == []
@@ -256,6 +257,24 @@ async def test_counters_are_backfilled_and_kept(empty_database: str) -> None:
         await run_migration(empty_database, "0004", down=True)
         assert "totals" not in await tables(connection)
         await connection.execute("INSERT INTO users (user_name) VALUES ('dee')")  # no trigger
+    finally:
+        await connection.close()
+
+
+async def test_outbox_traceparents_come_and_go_with_0008(empty_database: str) -> None:
+    await run_migration(empty_database, "0008")
+    connection = await asyncpg.connect(empty_database)
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    try:
+        await connection.execute(
+            "INSERT INTO outbox (topic, key, payload, traceparent) VALUES ('t', 'k', '{}', $1)",
+            traceparent,
+        )
+        assert await connection.fetchval("SELECT traceparent FROM outbox") == traceparent
+        await run_migration(empty_database, "0007", down=True)
+        assert await connection.fetchval("SELECT count(*) FROM outbox") == 1  # rows kept
+        await run_migration(empty_database, "0008")
+        assert await connection.fetchval("SELECT traceparent FROM outbox") is None
     finally:
         await connection.close()
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from databases import Database
 
+from streamapp import tracing
 from streamapp.agents.table_writes import write_counts
 from streamapp.config import get_settings
 from streamapp.db import UNAVAILABLE_ERRORS
@@ -33,6 +34,8 @@ from streamapp.services.outbox import REQUEST_ID_HEADER
 from streamapp.services.processing import ProcessedBatch
 from streamapp.stream.app import app, dead_letters, new_applications
 from streamapp.stream.delivery import Delivery
+from streamapp.stream.topics import NEW_APPLICATIONS
+from streamapp.tracing import TRACEPARENT_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +66,8 @@ async def _process(events: Sequence[Any], max_backoff: float) -> ProcessedBatch 
     """Apply one batch and mark it done; None if it was released unprocessed."""
     started = time.perf_counter()
     try:
-        batch = await _apply(events, max_backoff)
+        with tracing.batch_span(NEW_APPLICATIONS, _traceparents(events)):
+            batch = await _apply(events, max_backoff)
     except RetryStopped:
         logger.warning(
             "left a batch of %d unacked while the database is unavailable (%s); its "
@@ -134,11 +138,23 @@ def _log_each(decoded: Sequence[tuple[Any, ApplicationCreated]], batch: Processe
         )
 
 
+def _traceparents(events: Sequence[Any]) -> list[str | None]:
+    """The traceparent header of each record (tracing on only: it costs a pass per batch)."""
+    if not tracing.enabled():
+        return []
+    return [header_of(event.message.headers, TRACEPARENT_HEADER) for event in events]
+
+
 def request_id_of(headers: Any) -> str | None:
-    """The x-request-id header of a record (Faust gives headers as pairs or as a mapping)."""
+    """The x-request-id header of a record."""
+    return header_of(headers, REQUEST_ID_HEADER)
+
+
+def header_of(headers: Any, wanted: str) -> str | None:
+    """A header of a record, as text (Faust gives headers as pairs or as a mapping)."""
     pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
     for name, value in pairs:
-        if name == REQUEST_ID_HEADER and isinstance(value, bytes):
+        if name == wanted and isinstance(value, bytes):
             return value.decode("utf-8", errors="replace")
     return None
 

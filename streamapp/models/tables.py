@@ -21,6 +21,7 @@ EMAIL_MAX = 254
 PHONE_MAX = 32
 IDEMPOTENCY_KEY_MAX = 255
 REQUEST_ID_MAX = 128
+TRACEPARENT_MAX = 55  # version-traceid-spanid-flags: 2+1+32+1+16+1+2
 STATUS_NEW = "new"
 STATUS_PROCESSED = "processed"
 
@@ -98,6 +99,8 @@ outbox = sa.Table(
     sa.Column("redeliveries", sa.Integer, nullable=False, server_default="0"),
     # The request id of the POST that queued it, sent as the record's x-request-id header.
     sa.Column("request_id", sa.String(REQUEST_ID_MAX), nullable=True),
+    # The W3C traceparent of that POST (tracing on), sent as the record's traceparent header.
+    sa.Column("traceparent", sa.String(TRACEPARENT_MAX), nullable=True),
     # The relay scans only what is still unpublished, so that index stays small.
     sa.Index("ix_outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),
     sa.Index(None, "application_id"),

@@ -38,9 +38,9 @@ EVENT_JSON = "jsonb_build_object({})".format(", ".join(f"'{f}', {f}" for f in EV
 _CREATE_SQL = f"""
 WITH input AS MATERIALIZED (
     SELECT nextval(pg_get_serial_sequence('applications', 'id'))::integer AS id, i.*
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $7::text[])
          WITH ORDINALITY AS i (user_name, description, idempotency_key, request_hash,
-                               request_id, position)
+                               request_id, traceparent, position)
 ), named AS (
     SELECT DISTINCT user_name FROM input
 ), existing_user AS (
@@ -62,17 +62,18 @@ WITH input AS MATERIALIZED (
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, user_id, description, status, created_at, processed_at
 ), filed AS (
-    SELECT inserted.*, input.user_name, input.request_id, input.position
+    SELECT inserted.*, input.user_name, input.request_id, input.traceparent, input.position
     FROM inserted JOIN input USING (id)
 ), queued AS (
-    INSERT INTO outbox (topic, key, application_id, payload, request_id)
-    SELECT $6, user_name, id, {EVENT_JSON}, request_id FROM filed ORDER BY id
+    INSERT INTO outbox (topic, key, application_id, payload, request_id, traceparent)
+    SELECT $6, user_name, id, {EVENT_JSON}, request_id, traceparent FROM filed ORDER BY id
     RETURNING id, application_id, topic, key, payload::text AS payload, request_id,
-              extract(epoch FROM created_at)::float8 AS created
+              traceparent, extract(epoch FROM created_at)::float8 AS created
 )
 SELECT filed.position, filed.id, filed.user_id, filed.user_name, filed.description,
        filed.status, filed.created_at, filed.processed_at, queued.id AS outbox_id,
-       queued.topic, queued.key, queued.payload, queued.request_id, queued.created
+       queued.topic, queued.key, queued.payload, queued.request_id, queued.traceparent,
+       queued.created
 FROM filed JOIN queued ON queued.application_id = filed.id
 """  # noqa: S608
 
@@ -157,6 +158,7 @@ async def create(
     topic: str,
     idempotency_key: str | None = None,
     request_id: str | None = None,
+    traceparent: str | None = None,
     fingerprint: str | None = None,
 ) -> Created | Replayed:
     """Store an application and its outbox event; replay the first result for a reused key.
@@ -169,7 +171,7 @@ async def create(
         for _ in range(_CREATE_ATTEMPTS):
             stored = await insert(
                 connection,
-                [(application_in, idempotency_key, fingerprint, request_id)],
+                [(application_in, idempotency_key, fingerprint, request_id, traceparent)],
                 topic=topic,
             )
             if stored:
@@ -181,8 +183,9 @@ async def create(
     raise RuntimeError("could not store the application after repeated user-creation races")
 
 
-# One application to store: the body, its Idempotency-Key, request_hash and request id.
-Filing = tuple[ApplicationCreate, str | None, str | None, str | None]
+# One application to store: the body, its Idempotency-Key, request_hash, request id and
+# traceparent.
+Filing = tuple[ApplicationCreate, str | None, str | None, str | None, str | None]
 
 
 async def insert(connection: Any, filings: Sequence[Filing], *, topic: str) -> dict[int, Created]:
@@ -193,10 +196,11 @@ async def insert(connection: Any, filings: Sequence[Filing], *, topic: str) -> d
         _CREATE_SQL,
         [application_in.user_name for application_in, *_ in filings],
         [application_in.description for application_in, *_ in filings],
-        [key for _, key, _, _ in filings],
-        [fingerprint for _, _, fingerprint, _ in filings],
-        [request_id for *_, request_id in filings],
+        [key for _, key, *_ in filings],
+        [fingerprint for _, _, fingerprint, *_ in filings],
+        [request_id for *_, request_id, _ in filings],
         topic,
+        [traceparent for *_, traceparent in filings],
     )
     return {
         row["position"]: Created(

@@ -47,6 +47,7 @@ class _Filing:
     application_in: ApplicationCreate
     idempotency_key: str | None
     request_id: str | None
+    traceparent: str | None
     fingerprint: str | None
     answer: asyncio.Future[Created | Replayed] = field(repr=False)
 
@@ -90,6 +91,7 @@ class Filer:
         *,
         idempotency_key: str | None = None,
         request_id: str | None = None,
+        traceparent: str | None = None,
     ) -> Created | Replayed:
         """Store an application and queue its event; replay the first result for a reused key.
 
@@ -97,7 +99,9 @@ class Filer:
         """
         fingerprint = request_hash(application_in) if idempotency_key else None
         answer: asyncio.Future[Created | Replayed] = asyncio.get_running_loop().create_future()
-        filing = _Filing(application_in, idempotency_key, request_id, fingerprint, answer)
+        filing = _Filing(
+            application_in, idempotency_key, request_id, traceparent, fingerprint, answer
+        )
         self._waiting.append(filing)
         if len(self._running) < self._in_flight:
             task = asyncio.create_task(self._store_waiting(), name="filer")
@@ -151,7 +155,8 @@ class Filer:
     async def _insert(self, batch: Sequence[_Filing]) -> dict[int, Created]:
         """Store the batch in one statement; return what it stored, by position (from 1)."""
         filings = [
-            (f.application_in, f.idempotency_key, f.fingerprint, f.request_id) for f in batch
+            (f.application_in, f.idempotency_key, f.fingerprint, f.request_id, f.traceparent)
+            for f in batch
         ]
         async with raw_connection(self._db) as connection:
             return await applications.insert(connection, filings, topic=self._topic)
@@ -164,6 +169,7 @@ class Filer:
                 topic=self._topic,
                 idempotency_key=filing.idempotency_key,
                 request_id=filing.request_id,
+                traceparent=filing.traceparent,
                 fingerprint=filing.fingerprint,
             )
         except Exception as exc:

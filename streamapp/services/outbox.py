@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -17,7 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from databases import Database
+from opentelemetry.trace import Span
 
+from streamapp import tracing
 from streamapp.db import UNAVAILABLE_ERRORS, raw_connection
 from streamapp.metrics import (
     EVENT_SEND_FAILURES,
@@ -29,6 +32,7 @@ from streamapp.metrics import (
 )
 from streamapp.models.tables import STATUS_NEW
 from streamapp.retry import repeat
+from streamapp.tracing import TRACEPARENT_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -42,25 +46,30 @@ class OutboxEvent:
     key: str | None
     payload: bytes
     request_id: str | None = None
+    traceparent: str | None = None  # the POST's trace, when tracing was on
     created: float = 0.0  # when the row was committed (epoch seconds): publish latency
 
     @classmethod
     def from_row(cls, row: Any, *, id_column: str = "id") -> OutboxEvent:
         """Build it from a row with the outbox id (in `id_column`), topic, key, payload (JSON
-        as text), request_id and created (epoch seconds)."""
+        as text), request_id, traceparent and created (epoch seconds)."""
         return cls(
             row[id_column],
             row["topic"],
             row["key"],
             row["payload"].encode(),
             row["request_id"],
+            row["traceparent"],
             row["created"],
         )
 
-    @property
-    def headers(self) -> list[tuple[str, bytes]]:
-        """The record's headers: the request id, when the event has one."""
-        return [(REQUEST_ID_HEADER, self.request_id.encode())] if self.request_id else []
+    def headers(self, traceparent: str | None = None) -> list[tuple[str, bytes]]:
+        """The record's headers: the request id and the trace (`traceparent`: its send's
+        span, else the POST's), when the event has them."""
+        headers = [(REQUEST_ID_HEADER, self.request_id.encode())] if self.request_id else []
+        if traceparent := traceparent or self.traceparent:
+            headers.append((TRACEPARENT_HEADER, traceparent.encode()))
+        return headers
 
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -71,7 +80,7 @@ SendFunction = Callable[
 ]
 
 _CLAIM_SQL = """
-SELECT id, topic, key, payload::text AS payload, request_id,
+SELECT id, topic, key, payload::text AS payload, request_id, traceparent,
        extract(epoch FROM created_at)::float8 AS created
 FROM outbox
 WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1)
@@ -290,10 +299,14 @@ class Outbox:
             async with asyncio.timeout(self._timeout):
                 for event in events:
                     key = None if event.key is None else event.key.encode()
+                    span = tracing.start_send(event.traceparent, event.topic, path)
+                    headers = event.headers(tracing.traceparent_of(span) if span else None)
                     future = asyncio.ensure_future(
-                        await self._send(event.topic, key, event.payload, event.headers)
+                        await self._send(event.topic, key, event.payload, headers)
                     )
                     future.add_done_callback(_retrieve_error)
+                    if span is not None:
+                        future.add_done_callback(functools.partial(_end_send, span))
                     acknowledgements[future] = event.id
                 await asyncio.wait(acknowledgements)
         except Exception as exc:  # the producer refused a send, or the time ran out
@@ -314,6 +327,11 @@ class Outbox:
     async def _mark_published(self, outbox_ids: Sequence[int]) -> None:
         async with raw_connection(self._db) as connection:
             await connection.execute(_MARK_PUBLISHED_SQL, list(outbox_ids))
+
+
+def _end_send(span: Span, future: asyncio.Future[object]) -> None:
+    error = None if future.cancelled() else future.exception()
+    tracing.end_send(span, error or (TimeoutError() if future.cancelled() else None))
 
 
 def _observe_publish_latency(events: Sequence[OutboxEvent], acked: set[int], path: str) -> None:

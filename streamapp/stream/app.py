@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 from databases import Database
 from typing_extensions import override
 
+from streamapp import tracing
 from streamapp.config import Settings, get_settings, get_settings_or_exit
 from streamapp.db import connect, create_database
 from streamapp.logs import configure_logging
@@ -64,6 +65,8 @@ class StreamApp(faust.App):
             # Faust's worker has just set up logging its own way (at its --loglevel, WARN by
             # default under `faust -A`); LOG_LEVEL and the service's format apply from here.
             configure_logging(settings.log_level, settings.log_format)
+            # With OTEL_EXPORTER_OTLP_ENDPOINT set: the batches' and statements' spans.
+            tracing.configure("streamapp-worker")
         try:
             await retry(
                 lambda: _topics_checked(settings),
@@ -89,6 +92,8 @@ class StreamApp(faust.App):
         if self.database is not None:
             await self.database.disconnect()
             self.database = None
+        if not self.producer_only:
+            tracing.shutdown()
 
 
 async def _topics_checked(settings: Settings) -> None:

@@ -18,7 +18,7 @@ from streamapp.services.processing import PROCESSED_CHANNEL
 from tests.harness.postgres import PostgresServer
 from tools.stack.processes import eventually
 
-TIMEOUT = 0.5
+TIMEOUT = 2.0
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ async def test_a_listen_connection_whose_server_stops_answering_is_replaced(
     os.kill(stuck, signal.SIGSTOP)
     try:
         await eventually(
-            partial(replaced, pg, stuck), timeout=10, message="the feed kept the stuck connection"
+            partial(replaced, pg, stuck), timeout=30, message="the feed kept the stuck connection"
         )
         assert await announced(feed, pg, 42)
     finally:

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from streamapp import __version__
+from streamapp import __version__, tracing
 from streamapp.config import Settings, get_settings
 from streamapp.db import connect, create_database
 from streamapp.refusals import CannotConnect, refuse_to_start
@@ -88,6 +88,7 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         await outbox.stop()
         await producer.stop()
         await db.disconnect()
+        tracing.shutdown()
 
 
 def create_api(settings: Settings | None = None) -> FastAPI:
@@ -122,6 +123,9 @@ def create_api(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     api.add_middleware(RequestId)  # outermost: every answer and log line has its id
+    # With OTEL_EXPORTER_OTLP_ENDPOINT set: the requests' and statements' spans, over OTLP.
+    if tracing.configure("streamapp-api"):
+        tracing.instrument_api(api)
     return api
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
+from streamapp import tracing
 from streamapp.logs import current_request_id
 from streamapp.models.schemas import (
     ApplicationCreate,
@@ -49,7 +50,10 @@ async def create_application(
 ) -> Response:
     """File an application: store it and publish it to `new_applications`."""
     result = await filer.file(
-        application_in, idempotency_key=idempotency_key, request_id=current_request_id.get()
+        application_in,
+        idempotency_key=idempotency_key,
+        request_id=current_request_id.get(),
+        traceparent=tracing.current_traceparent(),
     )
     application = ApplicationPublic.model_validate(result.application)
     headers = {"Location": f"/applications/{application.id}"}
