@@ -10,13 +10,14 @@ PYTHON ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/b
 
 install: $(VENV)/.installed
 
-# Exact versions from the lock, the ones CI tested; then the project itself, adding nothing.
+# Exact versions from the lock, the ones CI tested; then the project itself, adding nothing
+# (editable as a path, so PYTHONPATH can put another checkout first: bench/tracing.py).
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.lock
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet --no-deps -e . --config-settings editable_mode=compat
 	touch $@
 
 # Re-resolve the lock files after a change to pyproject.toml's dependencies (uv from PyPI).

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios
+from bench import scenarios, tracing
 from bench.scenarios import Figure, Sizes
 from bench.stack import BENCH, ROOT, stack
 from streamapp.logs import configure_logging
@@ -43,6 +43,7 @@ SUITES = {
     "writes": scenarios.writes,
     "drains": scenarios.drains,
     "latency": scenarios.latency,
+    "tracing": tracing.tracing,
 }
 
 

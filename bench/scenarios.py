@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -251,8 +253,11 @@ async def _reset(url: str) -> None:
         await connection.close()
 
 
-async def _publish_backlog(bootstrap_servers: KafkaConnection | str, url: str) -> None:
-    """Put every application's stored event on the topic, as the outbox would have."""
+async def _publish_backlog(
+    bootstrap_servers: KafkaConnection | str, url: str, *, traced: bool = False
+) -> None:
+    """Put every application's stored event on the topic, as the outbox would have (with a
+    traceparent header each, as with tracing on, if `traced`)."""
     await ensure_topics(bootstrap_servers, [TopicSpec(TOPIC, partitions=8)])
     connection = await asyncpg.connect(url)
     producer = AIOKafkaProducer(
@@ -266,11 +271,18 @@ async def _publish_backlog(bootstrap_servers: KafkaConnection | str, url: str) -
             async for row in connection.cursor(
                 "SELECT key, payload::text AS payload FROM outbox ORDER BY id"
             ):
-                await producer.send(TOPIC, row["payload"].encode(), key=row["key"].encode())
+                headers = [("traceparent", _random_traceparent())] if traced else None
+                await producer.send(
+                    TOPIC, row["payload"].encode(), key=row["key"].encode(), headers=headers
+                )
         await producer.flush()
     finally:
         await producer.stop()
         await connection.close()
+
+
+def _random_traceparent() -> bytes:
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01".encode()
 
 
 async def _processed(url: str) -> int:
@@ -301,11 +313,11 @@ async def _watch(url: str, total: int, started: float, timeout: float = 600) -> 
 
 
 async def _drain_with_workers(
-    stack: Stack, url: str, total: int, count: int
+    stack: Stack, url: str, total: int, count: int, cwd: Path | None = None, **settings: str
 ) -> tuple[float, float]:
     started = time.monotonic()
-    env = stack.env(url, LOG_LEVEL="INFO")
-    workers = [start_worker(env, wait=False) for _ in range(count)]
+    env = stack.env(url, LOG_LEVEL="INFO", **settings)
+    workers = [start_worker(env, wait=False, cwd=cwd) for _ in range(count)]
     with running(*workers):
         first, last = await _watch(url, total, started)
     for worker in workers:

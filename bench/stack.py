@@ -98,14 +98,14 @@ def running(*processes: LoggedProcess) -> Iterator[None]:
             process.stop()
 
 
-def start_api(env: dict[str, str]) -> Api:
-    api = Api(env).start()
+def start_api(env: dict[str, str], cwd: Path | None = None) -> Api:
+    api = Api(env, cwd=cwd).start()
     api.wait_ready()
     return api
 
 
-def start_worker(env: dict[str, str], *, wait: bool = True) -> Worker:
-    worker = Worker(env).start()
+def start_worker(env: dict[str, str], *, wait: bool = True, cwd: Path | None = None) -> Worker:
+    worker = Worker(env, cwd=cwd).start()
     if wait:
         worker.wait_ready()
     return worker

@@ -24,6 +24,8 @@ FIGURES = {
     "POST /applications p99 at c=32",
     "1 worker draining the backlog",
     "2 workers draining the backlog",
+    "POST, tracing on",
+    "1 worker's drain, tracing on",
 }
 
 needs_wrk = pytest.mark.skipif(

@@ -83,14 +83,20 @@ class LoggedProcess:
         self._log: IO[bytes] | None = None
 
     def launch(
-        self, command: list[str], *, env: dict[str, str] | None = None, user: str | None = None
+        self,
+        command: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        cwd: Path | None = None,
     ) -> None:
-        """Start `command`; it runs until stop()."""
+        """Start `command` (in `cwd`, if given); it runs until stop()."""
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
             command,
             env=env,
             user=user,
+            cwd=cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

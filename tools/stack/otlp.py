@@ -29,7 +29,8 @@ class ReceivedSpan:
 class OtlpReceiver:
     """Listens on a free loopback port for POST /v1/traces (protobuf, plain or gzip)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, decode: bool = True) -> None:
+        self.decode = decode  # off: a sink that only answers (for benchmarks)
         self.port = free_ports(1)
         self.url = f"http://127.0.0.1:{self.port}"
         self.spans: list[ReceivedSpan] = []
@@ -40,11 +41,12 @@ class OtlpReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                request = trace_service_pb2.ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                receiver._keep(request)
+                if receiver.decode:
+                    if self.headers.get("Content-Encoding") == "gzip":
+                        body = gzip.decompress(body)
+                    request = trace_service_pb2.ExportTraceServiceRequest()
+                    request.ParseFromString(body)
+                    receiver._keep(request)
                 answer = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")

@@ -46,18 +46,24 @@ class StreamappProcess(LoggedProcess):
     loopback, or on the `on` host (tools.stack.hosts)."""
 
     def __init__(
-        self, name: str, args: list[str], env: dict[str, str], on: Host | None = None
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        on: Host | None = None,
+        cwd: Path | None = None,
     ) -> None:
         log_path = Path(tempfile.mkstemp(prefix=f"streamapp-{name}-", suffix=".log")[1])
         super().__init__(name, log_path)
         self.args = args
         self.env = env
         self.on = on
+        self.cwd = cwd  # another checkout's, to run its code (`python -m` reads the cwd first)
         self.address = on.address if on else "127.0.0.1"
 
     def start(self) -> StreamappProcess:
         with self.on.inside() if self.on else nullcontext():
-            self.launch([*STREAMAPP, *self.args], env=self.env)
+            self.launch([*STREAMAPP, *self.args], env=self.env, cwd=self.cwd)
         return self
 
     @property
@@ -75,13 +81,17 @@ class Worker(StreamappProcess):
     the views listen on the host's address, which the other workers are told."""
 
     def __init__(
-        self, env: dict[str, str], web_port: int | None = None, on: Host | None = None
+        self,
+        env: dict[str, str],
+        web_port: int | None = None,
+        on: Host | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.web_port = web_port or (6066 if on else free_ports(1))
         if on:
             env = {**env, "WORKER_WEB_HOST": on.address, "WORKER_WEB_BIND": on.address}
         name = f"worker-{on.name if on else self.web_port}"
-        super().__init__(name, ["worker", "--web-port", str(self.web_port)], env, on)
+        super().__init__(name, ["worker", "--web-port", str(self.web_port)], env, on, cwd)
 
     @property
     def url(self) -> str:
@@ -110,12 +120,16 @@ class Api(StreamappProcess):
     """A `streamapp api` served by uvicorn."""
 
     def __init__(
-        self, env: dict[str, str], port: int | None = None, on: Host | None = None
+        self,
+        env: dict[str, str],
+        port: int | None = None,
+        on: Host | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.port = port or (8000 if on else free_ports(1))
         address = on.address if on else "127.0.0.1"
         args = ["api", "--host", address, "--port", str(self.port)]
-        super().__init__(f"api-{on.name if on else self.port}", args, env, on)
+        super().__init__(f"api-{on.name if on else self.port}", args, env, on, cwd)
 
     @property
     def url(self) -> str:
