@@ -35,6 +35,7 @@ SMOKE = Sizes(
     rounds=1,
     latency_seconds=2,
     latency_rate=50,
+    tracing_rounds=1,
 )
 # bench/README.md explains the benchmarks; the run replaces what stands between these lines.
 START, END = "<!-- results: written by bench/run.py -->", "<!-- /results -->"

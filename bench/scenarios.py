@@ -51,6 +51,7 @@ class Sizes:
     rounds: int = 2
     latency_seconds: float = 20.0
     latency_rate: float = 200.0
+    tracing_rounds: int = 4  # bench/tracing.py: each of its four variants goes first once
 
 
 @dataclass

@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from bench.scenarios import (
@@ -30,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 # The last commit before tracing came in: the baseline of "tracing off costs nothing".
 BEFORE_TRACING = "fcf2c8f"
-VARIANTS = ("before", "off", "on")
+# "on": streamapp's default sampling (one POST in ten); "all": every trace recorded.
+VARIANTS = ("before", "off", "on", "all")
 
 
 @contextmanager
@@ -73,10 +75,13 @@ def settings_of(variant: str, before: Path | None, sink: OtlpReceiver) -> dict[s
         return {"PYTHONPATH": str(before)}
     if variant == "on":
         return {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url}
+    if variant == "all":
+        return {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "OTEL_TRACES_SAMPLER": "always_on"}
     return {}
 
 
 async def tracing(stack: Stack, sizes: Sizes) -> list[Figure]:
+    sizes = replace(sizes, rounds=sizes.tracing_rounds)
     sink = OtlpReceiver(decode=False).start()
     try:
         with code_before_tracing() as before:
@@ -93,6 +98,15 @@ async def tracing(stack: Stack, sizes: Sizes) -> list[Figure]:
             drains["on"],
             drains["off"],
             0.90,
+            baseline_name="tracing off",
+        ),
+        _http_figure("POST, every trace recorded", posts["all"], posts["off"], None, "off"),
+        Figure(
+            "1 worker's drain, every trace recorded",
+            "records/s",
+            drains["all"],
+            drains["off"],
+            None,
             baseline_name="tracing off",
         ),
     ]
@@ -118,6 +132,12 @@ def cwd_of(variant: str, before: Path | None) -> Path | None:
     return before if variant == "before" else None
 
 
+def rotated(names: list[str], round_: int) -> list[str]:
+    """The variants in another order each round, so none always runs first (or after)."""
+    shift = round_ % len(names)
+    return names[shift:] + names[:shift]
+
+
 def variants(before: Path | None) -> tuple[str, ...]:
     return VARIANTS if before is not None else VARIANTS[1:]
 
@@ -135,10 +155,10 @@ async def _posts(
             for v in variants(before)
         }
         with running(*apis.values()):
-            for _ in range(sizes.rounds):
-                for variant, api in apis.items():
-                    load = wrk(f"{api.url}/applications", seconds=sizes.seconds, script="post.lua")
-                    results[variant].append(load)
+            for round_ in range(sizes.rounds):
+                for variant in rotated(list(apis), round_):
+                    url = f"{apis[variant].url}/applications"
+                    results[variant].append(wrk(url, seconds=sizes.seconds, script="post.lua"))
     return results
 
 
@@ -149,8 +169,8 @@ async def _drains(
     plan = Plan(count=sizes.backlog, users=sizes.users, processed=False, prefix="trace")
     await generate(url, plan)
     rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-    for _ in range(sizes.rounds):
-        for variant in variants(before):
+    for round_ in range(sizes.rounds):
+        for variant in rotated(list(variants(before)), round_):
             await _reset(url)
             with stack.fresh_kafka():
                 # Records with traceparents, as tracing on the API's side leaves them.

@@ -6,8 +6,10 @@ OTLP/HTTP receiver; the SDK reads the other standard `OTEL_*` variables (headers
 sampler, resource attributes, `OTEL_SERVICE_NAME`). Off, nothing is instrumented and every
 function here returns at its first line.
 
-- The API's requests are spans (opentelemetry-instrumentation-fastapi), their statements
-  too (-asyncpg). A POST's W3C `traceparent` is stored with its outbox row.
+- The API's requests are spans (the API's TraceRequests middleware: the FastAPI
+  instrumentation's middleware alone cost a seventh of a POST's CPU), their statements too
+  (opentelemetry-instrumentation-asyncpg). A POST's W3C `traceparent` is stored with its
+  outbox row.
 - Each send of an event is a span in that trace (fast path or relay), and the record carries
   the send span's `traceparent` header.
 - A worker's batch is one span, linked to the send span of each of its records (a batch has
@@ -24,12 +26,17 @@ from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from typing_extensions import override
 
 logger = logging.getLogger(__name__)
 
 TRACEPARENT_HEADER = "traceparent"
 # The most records a batch span links to (OpenTelemetry's default limit is 128).
 MAX_LINKS = 128
+# Without OTEL_TRACES_SAMPLER: the share of POSTs traced. Recording every one cost about
+# half of a POST's throughput on two cores (the spans' export, and the worker's spans of
+# one-record batches); one in ten costs a few percent (make bench, bench/tracing.py).
+DEFAULT_RATIO = 0.1
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
 _tracer: trace.Tracer | None = None  # set by configure(): tracing is on
@@ -58,7 +65,9 @@ def configure(service_name: str) -> bool:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     name = os.environ.get("OTEL_SERVICE_NAME") or service_name
-    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": name}), sampler=default_sampler()
+    )
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
@@ -67,24 +76,84 @@ def configure(service_name: str) -> bool:
     return True
 
 
-def instrument_api(api: Any) -> None:
-    """Give the FastAPI app's requests their spans (probes, metrics and streams left out)."""
-    if _tracer is None:
-        return
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-    FastAPIInstrumentor.instrument_app(
-        api,
-        excluded_urls="healthz,readyz,metrics,events",
-        exclude_spans=["receive", "send"],  # the ASGI messages: two spans a request, no news
-    )
-
-
 def shutdown() -> None:
     """Send the spans still buffered (at the process's stop)."""
     provider = trace.get_tracer_provider()
     if _tracer is not None and hasattr(provider, "shutdown"):
         provider.shutdown()
+
+
+def default_sampler() -> Any:
+    """None (the SDK's sampler, from OTEL_TRACES_SAMPLER) when the environment names one;
+    else streamapp's: one trace in DEFAULT_RATIO, and every batch linked to a sampled one."""
+    if os.environ.get("OTEL_TRACES_SAMPLER", "").strip():
+        return None
+    from opentelemetry.sdk.trace.sampling import ParentBased
+
+    return ParentBased(root=linked_or_ratio(DEFAULT_RATIO))
+
+
+def linked_or_ratio(ratio: float) -> Any:
+    """A sampler of root spans: sampled when one of their links is (a worker's batch of a
+    sampled POST), else one in `ratio` by trace id. (The SDK is imported only with tracing
+    on.)"""
+    from opentelemetry.sdk.trace.sampling import (
+        Decision,
+        Sampler,
+        SamplingResult,
+        TraceIdRatioBased,
+    )
+
+    class LinkedOrRatio(Sampler):
+        def __init__(self) -> None:
+            self._ratio = TraceIdRatioBased(ratio)
+
+        @override
+        def should_sample(
+            self,
+            parent_context: Any,
+            trace_id: int,
+            name: str,
+            kind: Any = None,
+            attributes: Any = None,
+            links: Sequence[Link] | None = None,
+            trace_state: Any = None,
+        ) -> SamplingResult:
+            if any(link.context.trace_flags.sampled for link in links or ()):
+                return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+            return self._ratio.should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+
+        @override
+        def get_description(self) -> str:
+            return f"LinkedOrRatio{{{self._ratio.get_description()}}}"
+
+    return LinkedOrRatio()
+
+
+@contextlib.contextmanager
+def server_span(method: str, path: str, traceparent: str | None) -> Iterator[Span]:
+    """The span of one HTTP request, continuing the caller's trace if it sent one."""
+    assert _tracer is not None, "tracing is off"
+    parent = propagate.extract({TRACEPARENT_HEADER: traceparent}) if traceparent else None
+    with _tracer.start_as_current_span(
+        method,
+        context=parent,
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": method, "url.path": path},
+    ) as span:
+        yield span
+
+
+def name_server_span(span: Span, method: str, route: str | None, status: int) -> None:
+    """Name the request's span after its route (known once routed) and set its outcome."""
+    if route is not None:
+        span.update_name(f"{method} {route}")
+        span.set_attribute("http.route", route)
+    span.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
 
 
 def current_traceparent() -> str | None:

@@ -41,6 +41,8 @@ class OtlpReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver._lock:
+                    receiver.requests += 1
                 if receiver.decode:
                     if self.headers.get("Content-Encoding") == "gzip":
                         body = gzip.decompress(body)
@@ -88,7 +90,6 @@ class OtlpReceiver:
                         )
                     )
         with self._lock:
-            self.requests += 1
             self.spans.extend(received)
 
     def snapshot(self) -> list[ReceivedSpan]:

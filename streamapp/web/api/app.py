@@ -29,6 +29,7 @@ from streamapp.web.api.middleware import (
     RequestDeadline,
     RequestId,
     RequestMetrics,
+    TraceRequests,
 )
 from streamapp.web.api.routes import routers
 
@@ -122,10 +123,10 @@ def create_api(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Location", "Idempotent-Replayed", "Retry-After"],
             max_age=600,
         )
-    api.add_middleware(RequestId)  # outermost: every answer and log line has its id
     # With OTEL_EXPORTER_OTLP_ENDPOINT set: the requests' and statements' spans, over OTLP.
     if tracing.configure("streamapp-api"):
-        tracing.instrument_api(api)
+        api.add_middleware(TraceRequests)
+    api.add_middleware(RequestId)  # outermost: every answer and log line has its id
     return api
 
 

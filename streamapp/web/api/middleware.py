@@ -14,6 +14,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from streamapp import tracing
 from streamapp.errors import REQUEST_TIMED_OUT
 from streamapp.logs import current_request_id
 from streamapp.metrics import REQUEST_SECONDS
@@ -194,3 +195,35 @@ class RequestDeadline:
             response = error_response(503, "service_unavailable", message)
             response.headers["Retry-After"] = "1"
             await response(scope, receive, send)
+
+
+class TraceRequests:
+    """A span for each request, when tracing is on (it is not installed otherwise): its
+    method, route and status, in the caller's trace if the request carries a traceparent.
+    The probes, metrics and the dashboard's stream are left out."""
+
+    UNTRACED = frozenset({"/healthz", "/readyz", "/metrics", "/events"})
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.UNTRACED:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        traceparent = dict(scope.get("headers", [])).get(b"traceparent", b"").decode("latin-1")
+        method = scope["method"]
+        with tracing.server_span(method, scope["path"], traceparent or None) as span:
+            try:
+                await self.app(scope, receive, send_status)
+            finally:
+                route = getattr(scope.get("route"), "path", None)
+                tracing.name_server_span(span, method, route, status)
