@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -33,13 +34,15 @@ logger = logging.getLogger(__name__)
 TRACEPARENT_HEADER = "traceparent"
 # The most records a batch span links to (OpenTelemetry's default limit is 128).
 MAX_LINKS = 128
-# Without OTEL_TRACES_SAMPLER: the share of POSTs traced. Recording every one cost about
-# half of a POST's throughput on two cores (the spans' export, and the worker's spans of
-# one-record batches); one in ten costs a few percent (make bench, bench/tracing.py).
+# Without OTEL_TRACES_SAMPLER: the share of new traces recorded. Recording every POST cost
+# about a third of its throughput on two cores (make bench, bench/tracing.py).
 DEFAULT_RATIO = 0.1
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
 _tracer: trace.Tracer | None = None  # set by configure(): tracing is on
+# The share of new traces (requests without a caller's trace, batches no sampled record
+# links to) that are recorded: decided before any span is made, so the others cost nothing.
+_ratio = 1.0
 
 
 def enabled() -> bool:
@@ -55,7 +58,7 @@ def wanted() -> bool:
 
 def configure(service_name: str) -> bool:
     """Export this process's spans over OTLP/HTTP if the environment asks; return whether."""
-    global _tracer
+    global _tracer, _ratio
     if _tracer is not None or not wanted():
         return _tracer is not None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -65,9 +68,9 @@ def configure(service_name: str) -> bool:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     name = os.environ.get("OTEL_SERVICE_NAME") or service_name
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": name}), sampler=default_sampler()
-    )
+    sampler = default_sampler()
+    _ratio = DEFAULT_RATIO if sampler is not None else 1.0
+    provider = TracerProvider(resource=Resource.create({"service.name": name}), sampler=sampler)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
@@ -85,29 +88,22 @@ def shutdown() -> None:
 
 def default_sampler() -> Any:
     """None (the SDK's sampler, from OTEL_TRACES_SAMPLER) when the environment names one;
-    else streamapp's: one trace in DEFAULT_RATIO, and every batch linked to a sampled one."""
+    else streamapp's: the share of new traces is drawn before their first span (starts()),
+    spans follow their parent, and a statement outside any trace is not recorded."""
     if os.environ.get("OTEL_TRACES_SAMPLER", "").strip():
         return None
     from opentelemetry.sdk.trace.sampling import ParentBased
 
-    return ParentBased(root=linked_or_ratio(DEFAULT_RATIO))
+    return ParentBased(root=roots_streamapp_starts())
 
 
-def linked_or_ratio(ratio: float) -> Any:
-    """A sampler of root spans: sampled when one of their links is (a worker's batch of a
-    sampled POST), else one in `ratio` by trace id. (The SDK is imported only with tracing
-    on.)"""
-    from opentelemetry.sdk.trace.sampling import (
-        Decision,
-        Sampler,
-        SamplingResult,
-        TraceIdRatioBased,
-    )
+def roots_streamapp_starts() -> Any:
+    """A sampler of root spans: the requests' and batches' (streamapp made them only for the
+    traces it decided to record), not a statement run outside any trace (the relay's polls:
+    a trace of one query each). (The SDK is imported only with tracing on.)"""
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
-    class LinkedOrRatio(Sampler):
-        def __init__(self) -> None:
-            self._ratio = TraceIdRatioBased(ratio)
-
+    class RootsStreamappStarts(Sampler):
         @override
         def should_sample(
             self,
@@ -119,23 +115,40 @@ def linked_or_ratio(ratio: float) -> Any:
             links: Sequence[Link] | None = None,
             trace_state: Any = None,
         ) -> SamplingResult:
-            if any(link.context.trace_flags.sampled for link in links or ()):
-                return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
-            return self._ratio.should_sample(
-                parent_context, trace_id, name, kind, attributes, links, trace_state
-            )
+            if kind == SpanKind.CLIENT:
+                return SamplingResult(Decision.DROP)
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
 
         @override
         def get_description(self) -> str:
-            return f"LinkedOrRatio{{{self._ratio.get_description()}}}"
+            return "RootsStreamappStarts"
 
-    return LinkedOrRatio()
+    return RootsStreamappStarts()
+
+
+def starts(traceparents: Sequence[str | None] = ()) -> bool:
+    """Whether to record a new trace: yes if one of `traceparents` (the caller's, or the
+    sends a batch links to) is recorded, else one time in DEFAULT_RATIO."""
+    if any(traceparent and _sampled(traceparent) for traceparent in traceparents):
+        return True
+    return _ratio >= 1.0 or random.random() < _ratio
+
+
+def _sampled(traceparent: str) -> bool:
+    """The sampled flag of a W3C traceparent (version-traceid-spanid-flags)."""
+    try:
+        return bool(int(traceparent[-2:], 16) & 1)
+    except ValueError:
+        return False
 
 
 @contextlib.contextmanager
-def server_span(method: str, path: str, traceparent: str | None) -> Iterator[Span]:
-    """The span of one HTTP request, continuing the caller's trace if it sent one."""
-    assert _tracer is not None, "tracing is off"
+def server_span(method: str, path: str, traceparent: str | None) -> Iterator[Span | None]:
+    """The span of one HTTP request, continuing the caller's trace if it sent one; None
+    when tracing is off or this request is not one of the traces recorded."""
+    if _tracer is None or not starts((traceparent,) if traceparent else ()):
+        yield None
+        return
     parent = propagate.extract({TRACEPARENT_HEADER: traceparent}) if traceparent else None
     with _tracer.start_as_current_span(
         method,
@@ -158,8 +171,8 @@ def name_server_span(span: Span, method: str, route: str | None, status: int) ->
 
 def current_traceparent() -> str | None:
     """The W3C traceparent of the span in progress (the POST's), to store with its event."""
-    if _tracer is None:
-        return None
+    if _tracer is None or not trace.get_current_span().is_recording():
+        return None  # no trace of this request is recorded
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return carrier.get(TRACEPARENT_HEADER)
@@ -199,8 +212,9 @@ def end_send(span: Span, error: BaseException | None) -> None:
 
 @contextlib.contextmanager
 def batch_span(topic: str, traceparents: Sequence[str | None]) -> Iterator[Span | None]:
-    """One span for a worker's batch, linked to the send span of each record that has one."""
-    if _tracer is None:
+    """One span for a worker's batch, linked to the send span of each record that has one
+    (recorded when one of those sends is, else as a new trace would be)."""
+    if _tracer is None or not starts(traceparents):
         yield None
         return
     links = []

@@ -4,16 +4,9 @@ named; a worker's batch is sampled whenever one of its records' sends was."""
 from __future__ import annotations
 
 import pytest
-from opentelemetry.trace import Link, SpanContext, TraceFlags
+from opentelemetry.trace import SpanKind
 
 from streamapp import tracing
-
-SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-
-
-def link(sampled: bool) -> Link:
-    flags = SAMPLED if sampled else TraceFlags(TraceFlags.DEFAULT)
-    return Link(SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=flags))
 
 
 @pytest.mark.parametrize(
@@ -45,17 +38,37 @@ def test_off_every_hook_returns_at_once() -> None:
         assert span is None
 
 
-def test_a_batch_linked_to_a_sampled_send_is_sampled_whatever_the_ratio() -> None:
-    never = tracing.linked_or_ratio(0.0)
-    linked = never.should_sample(None, 0x1234, "batch", links=[link(False), link(True)])
-    assert linked.decision.is_sampled()
-    assert not never.should_sample(None, 0x1234, "batch", links=[link(False)]).decision.is_sampled()
-    always = tracing.linked_or_ratio(1.0)
-    assert always.should_sample(None, 0x1234, "POST /applications").decision.is_sampled()
+SAMPLED_PARENT = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+UNSAMPLED_PARENT = "00-" + "a" * 32 + "-" + "b" * 16 + "-00"
+
+
+def test_a_trace_is_recorded_when_a_parent_or_a_link_is_whatever_the_ratio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tracing, "_ratio", 0.0)
+    assert tracing.starts([UNSAMPLED_PARENT, SAMPLED_PARENT])
+    assert not tracing.starts([UNSAMPLED_PARENT, None])
+    assert not tracing.starts()
+    assert not tracing.starts(["not a traceparent"])
+    monkeypatch.setattr(tracing, "_ratio", 1.0)
+    assert tracing.starts()
+
+
+def test_about_one_new_trace_in_ten_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tracing, "_ratio", tracing.DEFAULT_RATIO)
+    recorded = sum(tracing.starts() for _ in range(20_000))
+    assert 1_600 < recorded < 2_400
+
+
+def test_the_root_sampler_records_requests_and_batches_but_not_stray_statements() -> None:
+    roots = tracing.roots_streamapp_starts()
+    assert roots.should_sample(None, 1, "POST /applications", SpanKind.SERVER).decision.is_sampled()
+    assert roots.should_sample(None, 1, "batch", SpanKind.CONSUMER).decision.is_sampled()
+    assert not roots.should_sample(None, 1, "SELECT", SpanKind.CLIENT).decision.is_sampled()
 
 
 def test_the_environment_s_sampler_wins_over_streamapp_s(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_always_on")
     assert tracing.default_sampler() is None
     monkeypatch.delenv("OTEL_TRACES_SAMPLER")
-    assert "LinkedOrRatio" in tracing.default_sampler().get_description()
+    assert "RootsStreamappStarts" in tracing.default_sampler().get_description()

@@ -222,6 +222,9 @@ class TraceRequests:
         traceparent = dict(scope.get("headers", [])).get(b"traceparent", b"").decode("latin-1")
         method = scope["method"]
         with tracing.server_span(method, scope["path"], traceparent or None) as span:
+            if span is None:  # not one of the traces recorded
+                await self.app(scope, receive, send)
+                return
             try:
                 await self.app(scope, receive, send_status)
             finally:
