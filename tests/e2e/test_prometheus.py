@@ -111,7 +111,13 @@ def test_prometheus_scrapes_both_and_evaluates_every_rule(
     assert len(rules) == len(recorded_names()) + 8
     firing = [r["name"] for r in rules if r["type"] == "alerting" and r["state"] != "inactive"]
     assert not firing, firing  # a healthy pipeline raises no alert
-    assert prometheus.query("streamapp:records_processed:rate1m")
+    # A rate needs two samples: the group's first evaluation (every 15 s) may come too soon.
+    wait_for(
+        lambda: prometheus.query("streamapp:records_processed:rate1m"),
+        timeout=40,
+        interval=1,
+        message="the recording rule never recorded the processing rate",
+    )
 
 
 def test_every_dashboard_query_parses_and_names_only_streamapp_metrics(
