@@ -24,6 +24,7 @@ from bench.stack import (
     BaselineServer,
     Load,
     Stack,
+    cpu_seconds,
     running,
     start_api,
     start_worker,
@@ -213,9 +214,10 @@ async def drains(stack: Stack, sizes: Sizes) -> list[Figure]:
                         stack.kafka.bootstrap_servers, url, sizes.backlog
                     )
                 else:
-                    rate, first = await _drain_with_workers(stack, url, sizes.backlog, int(name[0]))
+                    drain = await _drain_with_workers(stack, url, sizes.backlog, int(name[0]))
+                    rate = drain.rate
                     if name == "1 worker":
-                        first_record.append(first)
+                        first_record.append(drain.first)
             results[name].append(rate)
     one = Figure(
         "1 worker draining the backlog",
@@ -313,18 +315,25 @@ async def _watch(url: str, total: int, started: float, timeout: float = 600) -> 
     raise RuntimeError(f"only {await _processed(url)} of {total} processed in {timeout}s")
 
 
+@dataclass
+class Drain:
+    rate: float  # records/s while the workers processed (their group joins left out)
+    first: float  # seconds from the workers' start to the first record processed
+    cpu_per_record_us: float  # the workers' CPU time, start included, per record
+
+
 async def _drain_with_workers(
     stack: Stack, url: str, total: int, count: int, cwd: Path | None = None, **settings: str
-) -> tuple[float, float]:
+) -> Drain:
     started = time.monotonic()
     env = stack.env(url, LOG_LEVEL="INFO", **settings)
     workers = [start_worker(env, wait=False, cwd=cwd) for _ in range(count)]
     with running(*workers):
         first, last = await _watch(url, total, started)
+        cpu = cpu_seconds(*workers)
     for worker in workers:
         _report_rereads(worker.log())
-    # The rate while the workers process (group joins are the first figure, not this one).
-    return total / max(last - first, 1e-3), first
+    return Drain(total / max(last - first, 1e-3), first, 1e6 * cpu / total)
 
 
 def _report_rereads(log: str) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
 
 from streamapp import migrate
 from streamapp.dev.postgres import EmbeddedPostgres
@@ -96,6 +97,16 @@ def running(*processes: LoggedProcess) -> Iterator[None]:
     finally:
         for process in processes:
             process.stop()
+
+
+def cpu_seconds(*processes: LoggedProcess) -> float:
+    """The CPU time (user and system) the processes have used so far."""
+    total = 0.0
+    for process in processes:
+        assert process.process is not None
+        times = psutil.Process(process.process.pid).cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def start_api(env: dict[str, str], cwd: Path | None = None) -> Api:

@@ -10,20 +10,29 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.scenarios import (
     Figure,
     Sizes,
     _drain_with_workers,
-    _http_figure,
     _publish_backlog,
     _reset,
 )
-from bench.stack import ROOT, Load, Stack, running, start_api, start_worker, wait_assigned, wrk
+from bench.stack import (
+    ROOT,
+    Stack,
+    cpu_seconds,
+    running,
+    start_api,
+    start_worker,
+    wait_assigned,
+    wrk,
+)
 from streamapp.services.generator import Plan, generate
 from tools.stack.otlp import OtlpReceiver
 
@@ -80,6 +89,24 @@ def settings_of(variant: str, before: Path | None, sink: OtlpReceiver) -> dict[s
     return {}
 
 
+@dataclass
+class Runs:
+    """One variant's rounds: throughput, and CPU time per request (or record)."""
+
+    rates: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)
+    p99_ms: list[float] = field(default_factory=list)
+
+
+# The figures: (what, variant, its baseline variant, target). Throughput must not fall
+# below the target; CPU per request must not rise above its inverse.
+COMPARISONS = [
+    ("tracing off", "off", "before", 0.98),
+    ("tracing on", "on", "off", 0.90),
+    ("every trace recorded", "all", "off", None),
+]
+
+
 async def tracing(stack: Stack, sizes: Sizes) -> list[Figure]:
     sizes = replace(sizes, rounds=sizes.tracing_rounds)
     sink = OtlpReceiver(decode=False).start()
@@ -90,41 +117,43 @@ async def tracing(stack: Stack, sizes: Sizes) -> list[Figure]:
     finally:
         sink.stop()
     logger.info("the OTLP sink took %d export requests", sink.requests)
-    figures = [
-        _http_figure("POST, tracing on", posts["on"], posts["off"], 0.90, "tracing off"),
+    figures = []
+    for what, variant, baseline, target in COMPARISONS:
+        if not posts[baseline].rates:  # no "before" in a shallow clone
+            continue
+        figures += _figures(
+            f"POST, {what}", "requests/s", "request", posts, variant, baseline, target
+        )
+        figures += _figures(
+            f"1 worker's drain, {what}", "records/s", "record", drains, variant, baseline, target
+        )
+    return figures
+
+
+def _figures(
+    name: str,
+    unit: str,
+    per: str,
+    runs: dict[str, Runs],
+    variant: str,
+    baseline: str,
+    target: float | None,
+) -> list[Figure]:
+    ours, base = runs[variant], runs[baseline]
+    label = {"before": "before tracing", "off": "tracing off"}[baseline]
+    notes = {"p99_ms": ours.p99_ms, "baseline_p99_ms": base.p99_ms} if ours.p99_ms else {}
+    return [
+        Figure(name, unit, ours.rates, base.rates, target, baseline_name=label, notes=notes),
         Figure(
-            "1 worker's drain, tracing on",
-            "records/s",
-            drains["on"],
-            drains["off"],
-            0.90,
-            baseline_name="tracing off",
-        ),
-        _http_figure("POST, every trace recorded", posts["all"], posts["off"], None, "off"),
-        Figure(
-            "1 worker's drain, every trace recorded",
-            "records/s",
-            drains["all"],
-            drains["off"],
-            None,
-            baseline_name="tracing off",
+            f"{name}: CPU per {per}",
+            "us",
+            ours.cpu_us,
+            base.cpu_us,
+            None if target is None else round(1 / target, 3),
+            higher_is_better=False,
+            baseline_name=label,
         ),
     ]
-    if posts["before"]:
-        figures += [
-            _http_figure(
-                "POST, tracing off", posts["off"], posts["before"], 0.98, "before tracing"
-            ),
-            Figure(
-                "1 worker's drain, tracing off",
-                "records/s",
-                drains["off"],
-                drains["before"],
-                0.98,
-                baseline_name="before tracing",
-            ),
-        ]
-    return figures
 
 
 def cwd_of(variant: str, before: Path | None) -> Path | None:
@@ -144,10 +173,10 @@ def variants(before: Path | None) -> tuple[str, ...]:
 
 async def _posts(
     stack: Stack, sizes: Sizes, before: Path | None, sink: OtlpReceiver
-) -> dict[str, list[Load]]:
+) -> dict[str, Runs]:
     url = await stack.database("tracing_writes")
     worker = start_worker(stack.env(url))
-    results: dict[str, list[Load]] = {variant: [] for variant in VARIANTS}
+    runs = {variant: Runs() for variant in VARIANTS}
     with running(worker):
         wait_assigned([worker])
         apis = {
@@ -157,25 +186,31 @@ async def _posts(
         with running(*apis.values()):
             for round_ in range(sizes.rounds):
                 for variant in rotated(list(apis), round_):
-                    url = f"{apis[variant].url}/applications"
-                    results[variant].append(wrk(url, seconds=sizes.seconds, script="post.lua"))
-    return results
+                    api = apis[variant]
+                    cpu = cpu_seconds(api)
+                    load = wrk(f"{api.url}/applications", seconds=sizes.seconds, script="post.lua")
+                    time.sleep(1)  # the sends of the last requests
+                    requests = load.requests_per_second * sizes.seconds
+                    runs[variant].rates.append(load.requests_per_second)
+                    runs[variant].p99_ms.append(load.p99_ms)
+                    runs[variant].cpu_us.append(1e6 * (cpu_seconds(api) - cpu) / requests)
+    return runs
 
 
 async def _drains(
     stack: Stack, sizes: Sizes, before: Path | None, sink: OtlpReceiver
-) -> dict[str, list[float]]:
+) -> dict[str, Runs]:
     url = await stack.database("tracing_drain")
     plan = Plan(count=sizes.backlog, users=sizes.users, processed=False, prefix="trace")
     await generate(url, plan)
-    rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    runs = {variant: Runs() for variant in VARIANTS}
     for round_ in range(sizes.rounds):
         for variant in rotated(list(variants(before)), round_):
             await _reset(url)
             with stack.fresh_kafka():
                 # Records with traceparents, as tracing on the API's side leaves them.
                 await _publish_backlog(stack.kafka.bootstrap_servers, url, traced=True)
-                rate, _ = await _drain_with_workers(
+                drain = await _drain_with_workers(
                     stack,
                     url,
                     sizes.backlog,
@@ -183,5 +218,6 @@ async def _drains(
                     cwd_of(variant, before),
                     **settings_of(variant, before, sink),
                 )
-            rates[variant].append(rate)
-    return rates
+            runs[variant].rates.append(drain.rate)
+            runs[variant].cpu_us.append(drain.cpu_per_record_us)
+    return runs
