@@ -3,7 +3,11 @@ named; a worker's batch is sampled whenever one of its records' sends was."""
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from streamapp import tracing
@@ -72,3 +76,22 @@ def test_the_environment_s_sampler_wins_over_streamapp_s(monkeypatch: pytest.Mon
     assert tracing.default_sampler() is None
     monkeypatch.delenv("OTEL_TRACES_SAMPLER")
     assert "RootsStreamappStarts" in tracing.default_sampler().get_description()
+
+
+async def test_statements_make_spans_only_inside_a_recorded_trace(pg: asyncpg.Pool) -> None:
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    instrumentor = tracing.statements_in_recorded_traces()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        async with pg.acquire() as connection:
+            await connection.fetchval("SELECT 1")  # outside any trace: no span at all
+            with provider.get_tracer("test").start_as_current_span("request"):
+                await connection.fetchval("SELECT 2")
+    finally:
+        instrumentor.uninstrument()
+
+    statements = [s for s in exported.get_finished_spans() if s.kind == SpanKind.CLIENT]
+    assert [s.attributes.get("db.statement") for s in statements] == ["SELECT 2"]
+    assert statements[0].parent is not None
