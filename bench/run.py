@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios, tracing
+from bench import overload, scenarios, tracing
 from bench.scenarios import Figure, Sizes
 from bench.stack import BENCH, ROOT, stack
 from streamapp.logs import configure_logging
@@ -36,6 +36,10 @@ SMOKE = Sizes(
     latency_seconds=2,
     latency_rate=50,
     tracing_rounds=1,
+    flood_connections=64,
+    flood_seconds=2,
+    burst_connections=256,
+    burst_seconds=1,
 )
 # bench/README.md explains the benchmarks; the run replaces what stands between these lines.
 START, END = "<!-- results: written by bench/run.py -->", "<!-- /results -->"
@@ -45,6 +49,7 @@ SUITES = {
     "drains": scenarios.drains,
     "latency": scenarios.latency,
     "tracing": tracing.tracing,
+    "overload": overload.overload,
 }
 
 
@@ -135,6 +140,10 @@ EXTRAS = {
     "applications": "applications timed",
     "worker_start_to_first_processed_s": "worker start to first processed record (s)",
     "errors": "HTTP errors",
+    "without_shedding": "without shedding",
+    "shed": "answered 503",
+    "created": "answered 201",
+    "listed": "answered 200",
 }
 
 

@@ -53,6 +53,11 @@ class Sizes:
     latency_seconds: float = 20.0
     latency_rate: float = 200.0
     tracing_rounds: int = 4  # bench/tracing.py: each of its four variants goes first once
+    # bench/overload.py: a long flood, then a burst of connections at once.
+    flood_connections: int = 1024
+    flood_seconds: float = 60.0
+    burst_connections: int = 5000
+    burst_seconds: float = 10.0
 
 
 @dataclass

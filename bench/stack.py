@@ -192,17 +192,22 @@ def wrk(url: str, *, seconds: float, script: str | None = None, connections: int
     if rate is None:
         raise RuntimeError(f"wrk printed no rate:\n{output}")
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", output))
-    socket_errors = re.search(
+    errors += socket_errors(output)
+    return Load(
+        float(rate.group(1)), percentile_ms(output, "50%"), percentile_ms(output, "99%"), errors
+    )
+
+
+def socket_errors(output: str) -> int:
+    """What wrk counts as socket errors: refused or reset connections, failed reads and
+    writes, and answers later than its timeout."""
+    found = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     )
-    if socket_errors:
-        errors += sum(int(n) for n in socket_errors.groups())
-    return Load(
-        float(rate.group(1)), _percentile(output, "50%"), _percentile(output, "99%"), errors
-    )
+    return sum(int(n) for n in found.groups()) if found else 0
 
 
-def _percentile(output: str, label: str) -> float:
+def percentile_ms(output: str, label: str) -> float:
     match = re.search(rf"^\s+{re.escape(label)}\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
     if match is None:
         return float("nan")

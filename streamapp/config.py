@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     db_pool_min_size: Count = 2
     db_command_timeout: Duration = 10.0
     db_connect_timeout: Duration = 5.0
+    # The API's longest wait for a free pooled connection before it answers 503.
+    db_pool_timeout: Duration = 2.0
 
     postgres_sslmode: SslMode | None = None
     postgres_sslrootcert: str | None = None
@@ -127,6 +129,9 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=16 * 1024, ge=256)
     api_request_timeout: Duration = 10.0
+    # Requests served at once (0: no limit), and the longest wait for a turn before a 503.
+    api_max_concurrency: int = Field(default=64, ge=0)
+    api_queue_timeout: Duration = 0.5
     api_drain_seconds: NonNegativeDuration = 5.0
     api_shutdown_timeout: Count = 30
     api_keys: SecretStr | None = None

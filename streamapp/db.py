@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import asyncpg
-from databases import Database
+import databases
+from databases.core import Connection
+from typing_extensions import override
 
 from streamapp.config import Settings
-from streamapp.errors import DatabaseUnavailable
+from streamapp.errors import DatabaseUnavailable, Overloaded
 from streamapp.refusals import CannotConnect, postgres_refusal
 from streamapp.retry import Backoff, retry
 
@@ -26,11 +30,53 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def create_database(settings: Settings) -> Database:
-    """Return a connection manager for the configured database (not yet connected)."""
+# Set while the API serves a request (and in the tasks it starts): the waits of a request for
+# a pooled connection are bounded, those of background work (the outbox relay) are not.
+serving_request: ContextVar[bool] = ContextVar("serving_request", default=False)
+
+
+class Database(databases.Database):
+    """`databases`' pool, with an optional bound on a request's wait for a free connection:
+    past `pool_timeout` seconds, Overloaded (the API answers 503 at once) rather than a queue
+    that grows for as long as more requests come than the pool serves."""
+
+    def __init__(self, url: str, *, pool_timeout: float | None = None, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.pool_timeout = pool_timeout
+
+    @override
+    def connection(self) -> Connection:
+        if self.pool_timeout is None or self._global_connection is not None:
+            return super().connection()
+        # As the base class does (one connection per task), with the bounded wait.
+        if not self._connection:
+            self._connection = _BoundedConnection(self, self._backend)
+        return self._connection
+
+
+class _BoundedConnection(Connection):
+    _database: Database
+
+    @override
+    async def __aenter__(self) -> Connection:
+        if not serving_request.get():
+            return await super().__aenter__()
+        try:
+            async with asyncio.timeout(self._database.pool_timeout) as waited:
+                return await super().__aenter__()
+        except TimeoutError:
+            if waited.expired():
+                raise Overloaded() from None
+            raise  # asyncpg's own (a new connection that did not open in time)
+
+
+def create_database(settings: Settings, *, pool_timeout: float | None = None) -> Database:
+    """Return a connection manager for the configured database (not yet connected); with
+    `pool_timeout`, a wait for a pooled connection longer than that raises Overloaded."""
     dsn = settings.asyncpg_dsn
     return Database(
         dsn,
+        pool_timeout=pool_timeout,
         # `databases` hands asyncpg the URL's parts, not its query: the DSN itself carries
         # sslmode, sslrootcert, sslcert and sslkey, which asyncpg reads as libpq does.
         dsn=dsn,
@@ -81,7 +127,7 @@ async def connect(db: Database, *, within: float = 30.0) -> None:
 
 
 @asynccontextmanager
-async def raw_connection(db: Database) -> AsyncIterator[Any]:
+async def raw_connection(db: databases.Database) -> AsyncIterator[Any]:
     """Yield the asyncpg connection `databases` manages, for hot paths (one round trip)."""
     async with db.connection() as connection:
         yield connection.raw_connection

@@ -9,6 +9,7 @@ DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly"
 API_KEY_REQUIRED = "A valid X-API-Key header is required"
 API_STOPPING = "This API process is stopping; send requests to another one"
 USER_FIELD_TAKEN = "A user with this {field} already exists"
+API_OVERLOADED = "The service is busy; try again shortly"
 REQUEST_TIMED_OUT = (
     "The service could not answer within {seconds:g} s; try again shortly (a POST may have "
     "been stored: retry it with the same Idempotency-Key)"
@@ -53,6 +54,13 @@ class ApiStopping(DomainError):
     """The process got SIGTERM and drains: it serves, but should get no new work."""
 
     message = API_STOPPING
+
+
+class Overloaded(DomainError):
+    """The API is at capacity: no turn within API_QUEUE_TIMEOUT, or no database connection
+    free within DB_POOL_TIMEOUT. Nothing was done: retrying is safe."""
+
+    message = API_OVERLOADED
 
 
 class DatabaseUnavailable(DomainError):

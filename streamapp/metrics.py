@@ -41,6 +41,13 @@ REQUEST_SECONDS = Histogram(
     "HTTP request latency",
     ["method", "route", "status"],
 )
+REQUESTS_SHED = Counter(
+    "streamapp_requests_shed_total",
+    "Requests answered 503 at once because the API was at capacity",
+    ["reason"],  # "queue": no turn within API_QUEUE_TIMEOUT; "pool": no connection in time
+)
+for _reason in ("queue", "pool"):  # both at 0 from the start, so rate() sees the first one
+    REQUESTS_SHED.labels(_reason)
 RECORDS_PROCESSED = Counter(
     "streamapp_records_processed_total", "Applications moved from new to processed"
 )

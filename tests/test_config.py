@@ -103,6 +103,10 @@ def test_several_bootstrap_servers(clean_env: pytest.MonkeyPatch) -> None:
         ({**ORIGINAL, "CORS_ORIGINS": "https://a.example/path"}, "invalid setting CORS_ORIGINS"),
         ({**ORIGINAL, "WORKER_INSTANCE_ID": "worker 1"}, "invalid setting WORKER_INSTANCE_ID"),
         ({**ORIGINAL, "WORKER_INSTANCE_ID": "w" * 250}, "invalid setting WORKER_INSTANCE_ID"),
+        ({**ORIGINAL, "API_MAX_CONCURRENCY": "-1"}, "invalid setting API_MAX_CONCURRENCY"),
+        ({**ORIGINAL, "API_MAX_CONCURRENCY": "many"}, "invalid setting API_MAX_CONCURRENCY"),
+        ({**ORIGINAL, "API_QUEUE_TIMEOUT": "0"}, "invalid setting API_QUEUE_TIMEOUT"),
+        ({**ORIGINAL, "DB_POOL_TIMEOUT": "0"}, "invalid setting DB_POOL_TIMEOUT"),
     ],
 )
 def test_bad_settings_fail_with_one_line_naming_them(
@@ -116,6 +120,26 @@ def test_bad_settings_fail_with_one_line_naming_them(
 
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "limit", "queue", "pool"),
+    [
+        ({}, 64, 0.5, 2.0),
+        ({"API_MAX_CONCURRENCY": "0"}, 0, 0.5, 2.0),  # no limit
+        ({"API_MAX_CONCURRENCY": "1", "API_QUEUE_TIMEOUT": "0.01"}, 1, 0.01, 2.0),
+        ({"DB_POOL_TIMEOUT": "3600"}, 64, 0.5, 3600.0),
+    ],
+)
+def test_shedding_settings_take_their_edge_values(
+    clean_env: pytest.MonkeyPatch, env: dict[str, str], limit: int, queue: float, pool: float
+) -> None:
+    clean_env.setenv("DATABASE_URL", "postgresql://u@h/d")
+    for name, value in env.items():
+        clean_env.setenv(name, value)
+    settings = load_settings()
+    assert (settings.api_max_concurrency, settings.api_queue_timeout) == (limit, queue)
+    assert settings.db_pool_timeout == pool
 
 
 def test_passwords_are_not_in_the_settings_repr(clean_env: pytest.MonkeyPatch) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from databases import Database
 
 from streamapp.db import UNAVAILABLE_ERRORS, raw_connection
+from streamapp.errors import Overloaded
 from streamapp.metrics import APPLICATIONS_CREATED
 from streamapp.models.schemas import ApplicationCreate
 from streamapp.services import applications
@@ -32,6 +33,9 @@ from streamapp.services.applications import Created, Replayed, request_hash
 from streamapp.services.outbox import OutboxEvent
 
 logger = logging.getLogger(__name__)
+
+# A batch that failed for these is answered 503: storing its filings one by one would fail too.
+_NOT_NOW: tuple[type[Exception], ...] = (*UNAVAILABLE_ERRORS, Overloaded)
 
 # Statements in flight at once: one running while the next fills is what lets batches form;
 # a second keeps both cores of the database busy. More only queue on the pool.
@@ -134,7 +138,7 @@ class Filer:
     async def _store(self, batch: list[_Filing]) -> None:
         try:
             stored = await self._insert(batch) if len(batch) > 1 else {}
-        except UNAVAILABLE_ERRORS as exc:
+        except _NOT_NOW as exc:  # one by one would not fare better
             for filing in batch:
                 filing.fail(exc)
             return

@@ -108,7 +108,7 @@ def test_prometheus_scrapes_both_and_evaluates_every_rule(
 
     rules = wait_for(every_rule_evaluated, timeout=40, interval=1)
     assert {rule["health"] for rule in rules} == {"ok"}, [r for r in rules if r["health"] != "ok"]
-    assert len(rules) == len(recorded_names()) + 8
+    assert len(rules) == len(recorded_names()) + 9
     firing = [r["name"] for r in rules if r["type"] == "alerting" and r["state"] != "inactive"]
     assert not firing, firing  # a healthy pipeline raises no alert
     # A rate needs two samples: the group's first evaluation (every 15 s) may come too soon.

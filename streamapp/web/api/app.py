@@ -32,6 +32,7 @@ from streamapp.web.api.middleware import (
     TraceRequests,
 )
 from streamapp.web.api.routes import routers
+from streamapp.web.api.shedding import ConcurrencyLimit
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
     from streamapp.stream.producer import ProducerRunner
 
     settings: Settings = api.state.settings
-    db = create_database(settings)
+    db = create_database(settings, pool_timeout=settings.db_pool_timeout)
     try:
         await connect(db)
     except CannotConnect as exc:
@@ -126,7 +127,15 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     # With OTEL_EXPORTER_OTLP_ENDPOINT set: the requests' and statements' spans, over OTLP.
     if tracing.configure("streamapp-api"):
         api.add_middleware(TraceRequests)
-    api.add_middleware(RequestId)  # outermost: every answer and log line has its id
+    api.add_middleware(RequestId)  # every answer and log line has its id
+    if api.state.settings.api_max_concurrency:
+        # Outermost: under a flood most answers are refusals, which must cost next to nothing
+        # (counted by streamapp_requests_shed_total; they carry no request id).
+        api.add_middleware(
+            ConcurrencyLimit,
+            limit=api.state.settings.api_max_concurrency,
+            queue_timeout=api.state.settings.api_queue_timeout,
+        )
     return api
 
 

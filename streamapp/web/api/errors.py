@@ -19,7 +19,9 @@ from streamapp.errors import (
     EntityAlreadyExists,
     EntityDoesNotExist,
     IdempotencyKeyReused,
+    Overloaded,
 )
+from streamapp.metrics import REQUESTS_SHED
 from streamapp.models.schemas import ErrorDetail, ErrorResponse, FieldError
 
 logger = logging.getLogger(__name__)
@@ -128,6 +130,13 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     return response
 
 
+async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
+    REQUESTS_SHED.labels("pool").inc()
+    response = error_response(503, "service_unavailable", Overloaded.message)
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error during %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", INTERNAL_ERROR)
@@ -143,6 +152,7 @@ def install_error_handlers(api: FastAPI) -> None:
     api.add_exception_handler(EntityAlreadyExists, _already_exists)
     api.add_exception_handler(IdempotencyKeyReused, _idempotency_conflict)
     api.add_exception_handler(DatabaseUnavailable, _database_unavailable)
+    api.add_exception_handler(Overloaded, _overloaded)
     for error in UNAVAILABLE_ERRORS:
         api.add_exception_handler(error, _database_unavailable)
     api.add_exception_handler(status.HTTP_500_INTERNAL_SERVER_ERROR, _internal_error)

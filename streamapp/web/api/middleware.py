@@ -15,6 +15,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from streamapp import tracing
+from streamapp.db import serving_request
 from streamapp.errors import REQUEST_TIMED_OUT
 from streamapp.logs import current_request_id
 from streamapp.metrics import REQUEST_SECONDS
@@ -181,9 +182,11 @@ class RequestDeadline:
                     await send(message)
 
                 token = _deadline.set(deadline)
+                serving = serving_request.set(True)  # its pool waits are bounded
                 try:
                     await self.app(scope, receive, send_in_time)
                 finally:
+                    serving_request.reset(serving)
                     _deadline.reset(token)
         except TimeoutError:
             if answered or not deadline.expired():

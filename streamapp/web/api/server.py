@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 from types import FrameType
 
 import uvicorn
@@ -21,6 +22,9 @@ from streamapp.config import Settings
 from streamapp.web.api.app import create_api
 
 logger = logging.getLogger(__name__)
+
+# The open-file limit raise_open_file_limit asks for when the hard limit is unlimited.
+_MOST_OPEN_FILES = 65_536
 
 
 class DrainingServer(uvicorn.Server):
@@ -60,8 +64,25 @@ class DrainingServer(uvicorn.Server):
         )
 
 
+def raise_open_file_limit() -> int:
+    """Lift the soft limit of open files to the hard one and return it: each connection is a
+    file, and a soft limit of 1,024 (a common default) would refuse a burst of clients at
+    accept() instead of letting the API answer them, 503 included."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = _MOST_OPEN_FILES if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            logger.warning("could not raise the open-file limit from %d: %s", soft, exc)
+            return soft
+        return wanted
+    return soft
+
+
 def serve(settings: Settings, host: str, port: int) -> None:
     """Run the API until a signal stops it (see the module's doc)."""
+    raise_open_file_limit()
     api = create_api(settings)
     config = uvicorn.Config(
         api,

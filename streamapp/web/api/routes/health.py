@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, Request
 
 from streamapp.db import UNAVAILABLE_ERRORS
-from streamapp.errors import ApiStopping, DatabaseUnavailable
+from streamapp.errors import ApiStopping, DatabaseUnavailable, Overloaded
 from streamapp.models.schemas import Health
 from streamapp.web.api.deps import DatabaseDep
 from streamapp.web.api.errors import ERROR_BODY
@@ -30,9 +30,14 @@ async def readyz(request: Request, db: DatabaseDep) -> Health:
     answers 503 while it finishes its work, so that no new work is sent to it."""
     if request.app.state.draining:
         raise ApiStopping()
+    database = "ok"
     try:
         await asyncio.wait_for(db.fetch_val("SELECT 1"), READY_TIMEOUT_SECONDS)
     except UNAVAILABLE_ERRORS as exc:
         raise DatabaseUnavailable() from exc
+    except Overloaded:
+        # Every pooled connection busy: this process sheds load, it is not broken. Taking
+        # it out of rotation would only push its share onto the others.
+        database = "busy"
     kafka = "connected" if request.app.state.producer.ready else "connecting"
-    return Health(status="ok", database="ok", kafka=kafka)
+    return Health(status="ok", database=database, kafka=kafka)
