@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import secrets
 import statistics
 import time
@@ -154,22 +155,26 @@ async def listings(stack: Stack, sizes: Sizes) -> list[Figure]:
 
 
 async def writes(stack: Stack, sizes: Sizes) -> list[Figure]:
-    """POST /applications with one worker processing alongside, against one INSERT."""
+    """POST /applications with one worker processing alongside, against one INSERT; and two
+    API processes (`streamapp api --workers 2`) against one."""
     url = await stack.database("writes")
     env = stack.env(url)
     worker = start_worker(env)
     with running(worker):
         wait_assigned([worker])
         api, baseline = start_api(env), BaselineServer("insert", env).start()
-        with running(api, baseline):
-            base, mine = alternate(
-                sizes.rounds,
-                lambda: wrk(
-                    f"{baseline.url}/applications", seconds=sizes.seconds, script="post.lua"
-                ),
-                lambda: wrk(f"{api.url}/applications", seconds=sizes.seconds, script="post.lua"),
-            )
-    throughput = _http_figure("POST /applications", mine, base, 0.6, "one INSERT endpoint")
+        two = start_api(env, processes=2)
+        with running(api, baseline, two):
+            loads: dict[str, list[Load]] = {"insert": [], "one": [], "two": []}
+            servers = {"insert": baseline.url, "one": api.url, "two": two.url}
+            for _ in range(sizes.rounds):
+                for name, server in servers.items():
+                    post = wrk(f"{server}/applications", seconds=sizes.seconds, script="post.lua")
+                    loads[name].append(post)
+    mine = loads["one"]
+    throughput = _http_figure(
+        "POST /applications", mine, loads["insert"], 0.6, "one INSERT endpoint"
+    )
     p99 = Figure(
         "POST /applications p99 at c=32",
         "ms",
@@ -179,7 +184,10 @@ async def writes(stack: Stack, sizes: Sizes) -> list[Figure]:
         higher_is_better=False,
         baseline_name="the 50 ms target",
     )
-    return [throughput, p99]
+    processes = _http_figure(
+        "POST /applications, 2 API processes", loads["two"], mine, None, "1 API process"
+    )
+    return [throughput, p99, processes]
 
 
 def _http_figure(
@@ -262,10 +270,10 @@ async def _reset(url: str) -> None:
 
 
 async def _publish_backlog(
-    bootstrap_servers: KafkaConnection | str, url: str, *, traced: bool = False
+    bootstrap_servers: KafkaConnection | str, url: str, *, traced: float = 0.0
 ) -> None:
-    """Put every application's stored event on the topic, as the outbox would have (with a
-    traceparent header each, as with tracing on, if `traced`)."""
+    """Put every application's stored event on the topic, as the outbox would have; the
+    share `traced` of them with a traceparent header, as tracing on leaves the sampled ones."""
     await ensure_topics(bootstrap_servers, [TopicSpec(TOPIC, partitions=8)])
     connection = await asyncpg.connect(url)
     producer = AIOKafkaProducer(
@@ -279,7 +287,8 @@ async def _publish_backlog(
             async for row in connection.cursor(
                 "SELECT key, payload::text AS payload FROM outbox ORDER BY id"
             ):
-                headers = [("traceparent", _random_traceparent())] if traced else None
+                sampled = random.random() < traced
+                headers = [("traceparent", _random_traceparent())] if sampled else None
                 await producer.send(
                     TOPIC, row["payload"].encode(), key=row["key"].encode(), headers=headers
                 )

@@ -109,8 +109,8 @@ def cpu_seconds(*processes: LoggedProcess) -> float:
     return total
 
 
-def start_api(env: dict[str, str], cwd: Path | None = None) -> Api:
-    api = Api(env, cwd=cwd).start()
+def start_api(env: dict[str, str], cwd: Path | None = None, processes: int = 1) -> Api:
+    api = Api(env, cwd=cwd, processes=processes).start()
     api.wait_ready()
     return api
 

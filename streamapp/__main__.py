@@ -1,3 +1,4 @@
 from streamapp.cli import main
 
-main()
+if __name__ == "__main__":  # not when `api --workers` spawns a process, which imports this
+    main()

@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     api = commands.add_parser("api", help="serve the REST API with uvicorn")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
+    api.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="API processes sharing the port, one per core (1)",
+    )
     api.set_defaults(run=_run_api)
 
     worker = commands.add_parser(
@@ -112,7 +118,7 @@ def _add_dev_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_api(args: argparse.Namespace, settings: Settings, _: Sequence[str]) -> None:
     from streamapp.web.api.server import serve
 
-    serve(settings, args.host, args.port)
+    serve(settings, args.host, args.port, args.workers)
 
 
 # Faust's --loglevel takes its own names, not the logging module's. Its "crit" fails in the

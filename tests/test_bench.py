@@ -22,6 +22,7 @@ FIGURES = {
     "list a deep page by number",
     "POST /applications",
     "POST /applications p99 at c=32",
+    "POST /applications, 2 API processes",
     "1 worker draining the backlog",
     "2 workers draining the backlog",
     "POST, tracing on",

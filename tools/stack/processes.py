@@ -125,10 +125,13 @@ class Api(StreamappProcess):
         port: int | None = None,
         on: Host | None = None,
         cwd: Path | None = None,
+        processes: int = 1,
     ) -> None:
         self.port = port or (8000 if on else free_ports(1))
         address = on.address if on else "127.0.0.1"
         args = ["api", "--host", address, "--port", str(self.port)]
+        if processes > 1:
+            args += ["--workers", str(processes)]
         super().__init__(f"api-{on.name if on else self.port}", args, env, on, cwd)
 
     @property
