@@ -34,13 +34,14 @@ from bench.stack import (
     wrk,
 )
 from streamapp.services.generator import Plan, generate
+from streamapp.tracing import DEFAULT_RATIO
 from tools.stack.otlp import OtlpReceiver
 
 logger = logging.getLogger(__name__)
 
 # The last commit before tracing came in: the baseline of "tracing off costs nothing".
 BEFORE_TRACING = "fcf2c8f"
-# "on": streamapp's default sampling (one POST in ten); "all": every trace recorded.
+# "on": streamapp's default sampling (one POST in twenty); "all": every trace recorded.
 VARIANTS = ("before", "off", "on", "all")
 
 
@@ -208,8 +209,10 @@ async def _drains(
         for variant in rotated(list(variants(before)), round_):
             await _reset(url)
             with stack.fresh_kafka():
-                # Records with traceparents, as tracing on the API's side leaves them.
-                await _publish_backlog(stack.kafka.bootstrap_servers, url, traced=True)
+                # Records as tracing on the API's side leaves them: its sampled share with a
+                # traceparent (every one for "all").
+                traced = 1.0 if variant == "all" else DEFAULT_RATIO
+                await _publish_backlog(stack.kafka.bootstrap_servers, url, traced=traced)
                 drain = await _drain_with_workers(
                     stack,
                     url,

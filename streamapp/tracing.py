@@ -34,9 +34,10 @@ logger = logging.getLogger(__name__)
 TRACEPARENT_HEADER = "traceparent"
 # The most records a batch span links to (OpenTelemetry's default limit is 128).
 MAX_LINKS = 128
-# Without OTEL_TRACES_SAMPLER: the share of new traces recorded. Recording every POST cost
-# about a third of its throughput on two cores (make bench, bench/tracing.py).
-DEFAULT_RATIO = 0.1
+# Without OTEL_TRACES_SAMPLER: the share of new traces recorded. A recorded POST costs the
+# API about 280 us of CPU more, over half a POST's own (make bench, bench/tracing.py): one in
+# twenty keeps tracing's cost within a few percent.
+DEFAULT_RATIO = 0.05
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
 _tracer: trace.Tracer | None = None  # set by configure(): tracing is on
@@ -128,7 +129,7 @@ def roots_streamapp_starts() -> Any:
 def statements_in_recorded_traces() -> Any:
     """The asyncpg instrumentation, for the statements of a recorded trace only. Outside one
     its span is dropped anyway, after costing a regex, the attributes and a span object per
-    statement: a fourteenth of the API's CPU under POSTs (py-spy, one trace in ten)."""
+    statement: a fourteenth of the API's CPU under POSTs (py-spy, one trace in ten recorded)."""
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
     class StatementsInRecordedTraces(AsyncPGInstrumentor):

@@ -30,7 +30,7 @@ def test_one_application_is_one_trace_from_its_post_to_its_batch(
         **service_env,
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
         OTEL_BSP_SCHEDULE_DELAY="200",  # export every 0.2 s, not every 5 s
-        OTEL_TRACES_SAMPLER="parentbased_always_on",  # this POST's trace, not one in ten
+        OTEL_TRACES_SAMPLER="parentbased_always_on",  # this POST's trace, not one in twenty
     )
     api, worker = Api(env).start(), Worker(env).start()
     try:
