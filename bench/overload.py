@@ -114,9 +114,22 @@ def _figures(ours: Flood, without: Flood) -> list[Figure]:
             unit,
             [value],
             [bound],
-            1.0 if bound else 0.0,
+            1.0,
             higher_is_better=False,
             baseline_name=label,
+            notes={"without_shedding": other},
+        )
+
+    def none_allowed(name: str, value: int, other: int) -> Figure:
+        # The ratio's target is 0 against a baseline of 1: not one may happen.
+        return Figure(
+            f"{what}: {name}",
+            "count",
+            [value],
+            [1],
+            0.0,
+            higher_is_better=False,
+            baseline_name="none allowed",
             notes={"without_shedding": other},
         )
 
@@ -132,17 +145,7 @@ def _figures(ours: Flood, without: Flood) -> list[Figure]:
         ),
         bounded("p99 of every answer", "ms", ours.p99_ms, without.p99_ms, P99_BOUND_MS, "bound"),
         bounded("longest answer", "ms", ours.max_ms, without.max_ms, DEADLINE_MS, "deadline"),
-        # A bound of 0 reads "none allowed": the ratio's target is 0 against a baseline of 1.
-        Figure(
-            f"{what}: other 5xx, resets and timeouts",
-            "count",
-            [ours.failures],
-            [1],
-            0.0,
-            higher_is_better=False,
-            baseline_name="none allowed",
-            notes={"without_shedding": without.failures},
-        ),
+        none_allowed("other 5xx, resets and timeouts", ours.failures, without.failures),
         bounded("API memory", "MiB", ours.rss_mib, without.rss_mib, RSS_BOUND_MIB, "bound"),
         bounded(
             "normal answer after the load",
@@ -152,16 +155,7 @@ def _figures(ours: Flood, without: Flood) -> list[Figure]:
             RECOVERY_BOUND_S,
             "bound",
         ),
-        Figure(
-            f"{what}: applications answered 201 but not stored",
-            "count",
-            [ours.lost],
-            [1],
-            0.0,
-            higher_is_better=False,
-            baseline_name="none allowed",
-            notes={"without_shedding": without.lost},
-        ),
+        none_allowed("applications answered 201 but not stored", ours.lost, without.lost),
     ]
 
 
