@@ -110,7 +110,7 @@ def _positive(text: str) -> int:
 
 
 def _add_dev_arguments(parser: argparse.ArgumentParser) -> None:
-    from streamapp.dev.stack import add_arguments
+    from streamapp.dev.arguments import add_arguments
 
     add_arguments(parser)
 

@@ -16,7 +16,6 @@ import sys
 import tempfile
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from dotenv import dotenv_values
@@ -45,23 +44,6 @@ DEV_SETTINGS = {
 READY_TIMEOUT = 120.0
 # The API stops first (no new work), then the workers together, then the broker.
 STOP_FIRST, STOP_NEXT, STOP_LAST = 0, 1, 2
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on")
-    parser.add_argument("--api-port", type=int, default=8000)
-    parser.add_argument(
-        "--worker-port", type=int, default=6066, help="first worker's web port; the next +1..."
-    )
-    parser.add_argument("--postgres-port", type=int, default=0, help="0: a free port")
-    parser.add_argument("--broker-port", type=int, default=0, help="0: a free port")
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="keep PostgreSQL data here between runs (default: a temporary directory)",
-    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ class Guard(Enum):
     TRANSPORT = "the app uses this package's transport (every guard above)"
     PARTITIONS = "a user's table rows live in the partition of the user's records"
     ROUTE = "a table view routed before its changelog's metadata is known answers 503"
+    START = "a worker starts its tables without Faust's one-second wait"
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,8 @@ RELIED_ON: tuple[Internal, ...] = (
     Internal(f"{_DRIVER}.Producer", "_ensure_producer", Guard.ROUTE, ("self",)),
     Internal(f"{_DRIVER}.Producer", "on_start", Guard.PRODUCER, ("self",), overridden=True),
     Internal("faust.app.base.App", "_new_transport", Guard.TRANSPORT, ("self",), overridden=True),
+    Internal("faust.tables.manager.TableManager", "on_start", Guard.START, ("self",), True),
+    Internal("faust.tables.manager.TableManager", "_update_channels", Guard.START, ("self",)),
     Internal(
         "faust.tables.base.Collection",
         "partition_for_key",
