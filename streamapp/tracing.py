@@ -35,8 +35,8 @@ TRACEPARENT_HEADER = "traceparent"
 # The most records a batch span links to (OpenTelemetry's default limit is 128).
 MAX_LINKS = 128
 # Without OTEL_TRACES_SAMPLER: the share of new traces recorded. A recorded POST costs the
-# API about 280 us of CPU more, over half a POST's own (make bench, bench/tracing.py): one in
-# twenty keeps tracing's cost within a few percent.
+# API about 650 us of CPU more, more than a POST's own (docs/benchmarks.md, "Tracing's
+# cost"): at one in ten that was a sixth of the API's CPU.
 DEFAULT_RATIO = 0.05
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
