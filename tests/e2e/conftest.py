@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
+from streamapp import migrate
+from streamapp.dev.postgres import EmbeddedPostgres
 from tools.stack.kafka import ApacheKafka
 from tools.stack.processes import Worker, child_env
 
@@ -43,3 +46,14 @@ def running_worker(start_worker: Any) -> Worker:
     worker: Worker = start_worker()
     worker.wait_holding_every_partition()
     return worker
+
+
+@pytest.fixture
+async def own_postgres() -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
+    """A migrated PostgreSQL server of the test's own (the test stops it), and its URL."""
+    server = EmbeddedPostgres()
+    server.start()
+    url = server.create_database("streamapp_test_own")
+    await asyncio.to_thread(migrate.upgrade, url)
+    yield server, url
+    server.close()

@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 from aiokafka import AIOKafkaProducer
 
-from streamapp import migrate
 from streamapp.dev.postgres import EmbeddedPostgres
 from streamapp.stream.topics import partition_of, user_key
 from tests.harness.effects import TOPIC, wait_processed
@@ -20,16 +17,6 @@ from tools.stack.kafka import ApacheKafka
 from tools.stack.processes import Worker, child_env, eventually
 
 PARTITIONS = 4
-
-
-@pytest.fixture
-async def own_postgres() -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
-    server = EmbeddedPostgres()
-    server.start()
-    url = server.create_database("streamapp_test_worker_outage")
-    await asyncio.to_thread(migrate.upgrade, url)
-    yield server, url
-    server.close()
 
 
 async def store_new_applications(url: str, user_name: str, count: int) -> list[dict]:

@@ -3,13 +3,11 @@ holds partitions, is not rebalancing or recovering, and reaches PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from streamapp import migrate
 from streamapp.dev.postgres import EmbeddedPostgres
 from tests.harness.isolated import Isolated, isolated_services
 from tests.harness.postgres import PostgresServer
@@ -34,16 +32,6 @@ def ready(worker: Worker) -> bool:
 def not_ready_because(worker: Worker, words: str) -> bool:
     response = probe(worker, "/readyz/")
     return response.status_code == 503 and any(words in r for r in response.json()["reasons"])
-
-
-@pytest.fixture
-async def own_postgres() -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
-    server = EmbeddedPostgres()
-    server.start()
-    url = server.create_database("streamapp_test_probes")
-    await asyncio.to_thread(migrate.upgrade, url)
-    yield server, url
-    server.close()
 
 
 @pytest.fixture

@@ -108,6 +108,24 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+# The probes, the metrics and the dashboard's event stream: an orchestrator's and a
+# monitor's, not a user's requests.
+OPERATIONS_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/events"})
+
+
+class AnswerStatus:
+    """Passes an answer's messages on to `send`, keeping its status (500 until it starts)."""
+
+    def __init__(self, send: Send) -> None:
+        self.status = 500
+        self._send = send
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self._send(message)
+
+
 class RequestMetrics:
     """Record each request's latency by method, route template and status."""
 
@@ -119,20 +137,14 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        answer = AnswerStatus(send)
         try:
-            await self.app(scope, receive, send_and_record)
+            await self.app(scope, receive, answer.send)
         finally:
             # The template, not the raw path, so ids do not explode the label set.
             template = getattr(scope.get("route"), "path", "unmatched")
-            _latency(scope["method"], template, status).observe(time.perf_counter() - started)
+            latency = _latency(scope["method"], template, answer.status)
+            latency.observe(time.perf_counter() - started)
 
 
 @functools.lru_cache(maxsize=512)
@@ -205,7 +217,7 @@ class TraceRequests:
     method, route and status, in the caller's trace if the request carries a traceparent.
     The probes, metrics and the dashboard's stream are left out."""
 
-    UNTRACED = frozenset({"/healthz", "/readyz", "/metrics", "/events"})
+    UNTRACED = OPERATIONS_PATHS
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -214,22 +226,15 @@ class TraceRequests:
         if scope["type"] != "http" or scope["path"] in self.UNTRACED:
             await self.app(scope, receive, send)
             return
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         traceparent = dict(scope.get("headers", [])).get(b"traceparent", b"").decode("latin-1")
         method = scope["method"]
         with tracing.server_span(method, scope["path"], traceparent or None) as span:
             if span is None:  # not one of the traces recorded
                 await self.app(scope, receive, send)
                 return
+            answer = AnswerStatus(send)
             try:
-                await self.app(scope, receive, send_status)
+                await self.app(scope, receive, answer.send)
             finally:
                 route = getattr(scope.get("route"), "path", None)
-                tracing.name_server_span(span, method, route, status)
+                tracing.name_server_span(span, method, route, answer.status)

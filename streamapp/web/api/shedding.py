@@ -20,12 +20,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from streamapp.errors import API_OVERLOADED
 from streamapp.metrics import REQUESTS_SHED
 from streamapp.web.api.errors import error_response
+from streamapp.web.api.middleware import OPERATIONS_PATHS
 
 logger = logging.getLogger(__name__)
 
 # Never held back: an orchestrator must see a busy API as alive and ready, Prometheus must
 # scrape it, and a dashboard's event stream lasts as long as the page is open.
-UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/events"})
+UNLIMITED_PATHS = OPERATIONS_PATHS
 # The least time between two warnings about shedding (a flood would log every request).
 _WARN_EVERY = 10.0
 
