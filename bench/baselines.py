@@ -3,7 +3,8 @@
     insert  POST /applications: one INSERT into a table of its own
     keyset  GET /applications?size=&before=&user_name=: one keyset query joined with users,
             no count (what a listing costs at the least); with ?page=, the same query with
-            an OFFSET instead (what the original service did, less its count)
+            an OFFSET instead (what the original service did, less its count);
+            GET /ids?size=&offset=: the plainest offset query, ids only from one table
 
 Each serves GET /healthz too; run them under uvicorn the way the API runs.
 """
@@ -30,6 +31,7 @@ KEYSET_OF_USER_SQL = f"""
 SELECT {COLUMNS} FROM applications AS a JOIN users AS u ON u.id = a.user_id
 WHERE a.id < $1 AND u.user_name = $3 ORDER BY a.id DESC LIMIT $2
 """
+IDS_SQL = "SELECT id FROM applications ORDER BY id DESC OFFSET $1 LIMIT $2"
 OFFSET_SQL = f"""
 SELECT {COLUMNS} FROM applications AS a JOIN users AS u ON u.id = a.user_id
 ORDER BY a.id DESC LIMIT $1 OFFSET $2
@@ -85,3 +87,10 @@ async def list_applications(
     else:
         rows = await pool.fetch(KEYSET_OF_USER_SQL, before, size, user_name)
     return {"applications": [dict(row) for row in rows]}
+
+
+@keyset.get("/ids")
+async def list_ids(size: int = 10, offset: int = 0) -> dict[str, list[int]]:
+    assert pool is not None
+    rows = await pool.fetch(IDS_SQL, offset, size)
+    return {"ids": [row["id"] for row in rows]}

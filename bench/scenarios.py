@@ -5,7 +5,6 @@ alternating the two round by round, so the noise of a shared machine hits both a
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import secrets
@@ -18,12 +17,13 @@ from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from bench.stack import (
     TOPIC,
     BaselineServer,
     Load,
+    MinimalProcessor,
     Stack,
     cpu_seconds,
     running,
@@ -59,6 +59,12 @@ class Sizes:
     flood_seconds: float = 60.0
     burst_connections: int = 5000
     burst_seconds: float = 10.0
+    # bench/scaling.py: a backlog large enough that joining a group is a small part of it.
+    scaling_backlog: int = 500_000
+    scaling_rounds: int = 5
+    # bench/growth.py: the table sizes, and the backlogs one worker drains.
+    growth_sizes: tuple[int, ...] = (100_000, 1_000_000, 10_000_000)
+    growth_backlogs: tuple[int, ...] = (100_000, 1_000_000)
 
 
 @dataclass
@@ -75,15 +81,26 @@ class Figure:
     notes: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def ratios(self) -> list[float]:
+        """Each round's ratio, ours over its baseline of the same round."""
+        return [o / b for o, b in zip(self.ours, self.baseline, strict=True) if b]
+
+    @property
     def ratio(self) -> float:
-        ratios = [o / b for o, b in zip(self.ours, self.baseline, strict=True) if b]
-        return statistics.median(ratios) if ratios else float("nan")
+        return statistics.median(self.ratios) if self.ratios else float("nan")
+
+    @property
+    def worst(self) -> float:
+        """The worst round's ratio: the one the target is judged by."""
+        if not self.ratios:
+            return float("nan")
+        return min(self.ratios) if self.higher_is_better else max(self.ratios)
 
     @property
     def met(self) -> bool | None:
         if self.target is None:
             return None
-        return self.ratio >= self.target if self.higher_is_better else self.ratio <= self.target
+        return self.worst >= self.target if self.higher_is_better else self.worst <= self.target
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +110,7 @@ class Figure:
             "baseline": self.baseline,
             "baseline_name": self.baseline_name,
             "ratio": round(self.ratio, 3),
+            "worst_ratio": round(self.worst, 3),
             "target": self.target,
             "higher_is_better": self.higher_is_better,
             "met": self.met,
@@ -223,9 +241,7 @@ async def drains(stack: Stack, sizes: Sizes) -> list[Figure]:
             with stack.fresh_kafka():
                 await _publish_backlog(stack.kafka.bootstrap_servers, url)
                 if name == "baseline":
-                    rate, _ = await _drain_with_plain_consumer(
-                        stack.kafka.bootstrap_servers, url, sizes.backlog
-                    )
+                    rate = await _drain_with_minimal_processor(stack, url, sizes.backlog)
                 else:
                     drain = await _drain_with_workers(stack, url, sizes.backlog, int(name[0]))
                     rate = drain.rate
@@ -238,7 +254,7 @@ async def drains(stack: Stack, sizes: Sizes) -> list[Figure]:
         results["1 worker"],
         results["baseline"],
         0.3,
-        baseline_name="aiokafka consumer, same UPDATE per 500, commit after",
+        baseline_name="minimal processor (bench/minimal.py)",
         notes={"worker_start_to_first_processed_s": first_record},
     )
     two = Figure(
@@ -346,55 +362,25 @@ async def _drain_with_workers(
         first, last = await _watch(url, total, started)
         cpu = cpu_seconds(*workers)
     for worker in workers:
-        _report_rereads(worker.log())
+        logger.info("worker: %s", worker_events(worker.log()))
     return Drain(total / max(last - first, 1e-3), first, 1e6 * cpu / total)
 
 
-def _report_rereads(log: str) -> None:
-    """Log what slows a drain down that is not processing: rebalances and re-reads."""
-    generations = log.count("Successfully synced group")
-    rereads = log.count("records were skipped")
-    jumps = log.count("the fetch jumped over")
-    logger.info("worker: %d generations, %d fetch jumps, %d re-reads", generations, jumps, rereads)
-
-
-_UPDATE_SQL = """
-UPDATE applications SET status = 'processed', processed_at = now()
-WHERE id = ANY($1::integer[]) AND status = 'new'
-"""
-
-
-async def _drain_with_plain_consumer(
-    bootstrap_servers: KafkaConnection | str, url: str, total: int
-) -> tuple[float, float]:
-    """The least a consumer can do: decode the id, one UPDATE per batch, commit after it."""
-    connection = await asyncpg.connect(url)
-    consumer = AIOKafkaConsumer(
-        TOPIC,
-        **KafkaConnection.of(bootstrap_servers).client_options(),
-        group_id="bench-baseline",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        max_poll_records=500,
-    )
+async def _drain_with_minimal_processor(stack: Stack, url: str, total: int) -> float:
+    """The records/s of one member of bench/minimal.py's group draining the backlog."""
     started = time.monotonic()
-    await consumer.start()
-    seen, first = 0, None
-    try:
-        while seen < total:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=500)
-            ids = [json.loads(r.value)["id"] for records in batches.values() for r in records]
-            if not ids:
-                continue
-            await connection.execute(_UPDATE_SQL, ids)
-            await consumer.commit()
-            first = first if first is not None else time.monotonic() - started
-            seen += len(ids)
-    finally:
-        await consumer.stop()
-        await connection.close()
-    last = time.monotonic() - started
-    return total / max(last - (first or 0), 1e-3), first or 0.0
+    with running(MinimalProcessor(stack.env(url), "bench-minimal").start()):
+        first, last = await _watch(url, total, started)
+    return total / max(last - first, 1e-3)
+
+
+def worker_events(log: str) -> dict[str, int]:
+    """What slows a worker's drain down that is not processing, counted in its log."""
+    return {
+        "generations": log.count("Successfully synced group"),
+        "fetch jumps": log.count("the fetch jumped over"),
+        "re-reads": log.count("its commits are stuck"),
+    }
 
 
 async def latency(stack: Stack, sizes: Sizes) -> list[Figure]:

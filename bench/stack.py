@@ -159,6 +159,20 @@ class BaselineServer(LoggedProcess):
         return self
 
 
+class MinimalProcessor(LoggedProcess):
+    """One member of the minimal processor's group (bench/minimal.py), as a child process."""
+
+    def __init__(self, env: dict[str, str], group: str) -> None:
+        log = Path(tempfile.mkstemp(prefix="bench-minimal-", suffix=".log")[1])
+        super().__init__("minimal processor", log)
+        self.env = env
+        self.group = group
+
+    def start(self) -> MinimalProcessor:
+        self.launch([sys.executable, "-m", "bench.minimal", "--group", self.group], env=self.env)
+        return self
+
+
 def _answers(url: str) -> bool:
     try:
         http_json(url, timeout=1)

@@ -27,7 +27,19 @@ FIGURES = {
     "2 workers draining the backlog",
     "POST, tracing on",
     "1 worker's drain, tracing on",
+    "2 workers' gain over 1, against the minimal processor's",
+    "1 worker against 1 minimal member, large backlog",
 }
+# bench/growth.py's figures, named after the largest size (a smoke run's is tiny).
+GROWTH = (
+    "list page 1 at ",
+    "list one user's page 1 at ",
+    "list a deep page by cursor at ",
+    "list a deep page by number at ",
+    "POST /applications at ",
+    "1 worker draining a backlog of ",
+    "1 worker's peak RSS draining a backlog of ",
+)
 
 needs_wrk = pytest.mark.skipif(
     shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk); CI has it"
@@ -35,17 +47,20 @@ needs_wrk = pytest.mark.skipif(
 
 
 @needs_wrk
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_bench_smoke_run_reports_every_figure(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "KAFKA_"))}
     command = [sys.executable, "-m", "bench.run", "--smoke", "--output", str(tmp_path)]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=550)
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=850)
 
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     names = {figure["name"] for figure in results["figures"]}
     assert names >= FIGURES
     assert any(name.startswith("POST -> processed") for name in names)
+    for prefix in GROWTH:
+        assert any(name.startswith(prefix) for name in names), prefix
+    assert any(name.endswith("against a plain OFFSET") for name in names)
     overload = [figure for figure in results["figures"] if figure["name"].startswith("overload")]
     assert len(overload) == 14  # seven figures for the flood, seven for the burst
     for figure in results["figures"]:
@@ -54,6 +69,8 @@ def test_bench_smoke_run_reports_every_figure(tmp_path: Path) -> None:
             assert all(value > 0 for value in figure["ours"]), figure
     readme = (tmp_path / "README.md").read_text()
     assert "| list page 1 (requests/s) |" in readme
+    for chart in ("drain-timelines.png", "rate-against-size.png"):
+        assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG"), chart
 
 
 def test_write_path_benchmark_runs(tmp_path: Path) -> None:
