@@ -18,7 +18,8 @@ own (`tests/stream/delivery/`):
    non-transactional producers and never compacted: every offset holds a record);
 4. a stale delivery after the post-rebalance seek advances the fetcher's read offset, so the
    copies fetched again are dropped and the partition's commits stay stuck behind them.
-   Guard: `Consumer.reread_stuck_partitions` seeks such a partition back to its commit base;
+   Guard: `Consumer.reread_stuck_partitions` seeks such a partition back to its commit base
+   (at once after a fetch jumped over records, else once it has been stuck STUCK_SECONDS);
 5. a fetch that spans a rebalance reads with the partition set the rebalance emptied in place,
    which aiokafka takes for "all partitions", and Faust drops what is not active: changelog
    records consumed and never applied (the recovery then waits for them for good). Guard:
@@ -56,7 +57,8 @@ from typing_extensions import override
 logger = logging.getLogger(__name__)
 
 # How long a partition's commits may stay stuck before it is read again: far longer than a
-# batch takes, so records merely still in flight are never taken for lost ones.
+# batch takes, so records merely still in flight are never taken for lost ones. A partition a
+# fetch jumped on is known to have lost records: it is read again as soon as it is stuck.
 STUCK_SECONDS = 5.0
 
 # What a fetch returns: each partition's records, in offset order.
@@ -71,6 +73,7 @@ class Consumer(driver.Consumer):
         self._done: set[tuple[TP, int]] = set()
         self._first_offset: dict[TP, int] = {}  # of partitions with nothing committed yet
         self._stuck_since: dict[TP, float] = {}
+        self._jumped: set[TP] = set()  # partitions a fetch jumped on since their last re-read
 
     @override
     async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
@@ -121,6 +124,7 @@ class Consumer(driver.Consumer):
             offset_from,
             offset_to,
         )
+        self._jumped.add(tp)
 
     @override
     def _new_offset(self, tp: TP) -> int | None:
@@ -143,7 +147,9 @@ class Consumer(driver.Consumer):
         """Seek back every partition whose commits are stuck behind records nobody holds;
         return them."""
         if self.app.rebalancing or not self.flow_active:
-            self._stuck_since.clear()  # the rebalance seeks to the committed offsets itself
+            # The rebalance seeks to the committed offsets itself.
+            self._stuck_since.clear()
+            self._jumped.clear()
             return []
         # Only the topics whose records are acked (the agents' sources): changelogs and other
         # internal topics are read by Faust's table recovery and never acked.
@@ -154,11 +160,14 @@ class Consumer(driver.Consumer):
         stuck = {tp for tp in assigned if await self._is_stuck(tp)}
         for tp in set(self._stuck_since) - stuck:
             del self._stuck_since[tp]
+        self._jumped &= assigned
         again = []
         for tp in sorted(stuck):
             stuck_for = now - self._stuck_since.setdefault(tp, now)
-            if stuck_for >= STUCK_SECONDS and await self._reread(tp):
+            due = stuck_for >= STUCK_SECONDS or tp in self._jumped
+            if due and await self._reread(tp):
                 del self._stuck_since[tp]
+                self._jumped.discard(tp)
                 again.append(tp)
         return again
 

@@ -128,6 +128,22 @@ async def test_a_partition_whose_records_are_still_in_hand_is_left_alone(
     assert broker.sought == []
 
 
+async def test_a_partition_a_fetch_jumped_on_is_read_again_at_once(
+    feed: Feed, broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stuck partitions wait STUCK_SECONDS, in case their records are merely in flight; after
+    a jump the records are known to be lost, so the partition is read again at the first
+    check (a drain stalled for the whole wait before)."""
+    monkeypatch.setattr(consumer_module, "STUCK_SECONDS", 3600.0)
+    ack_done(feed, [12])
+    assert await feed.consumer.reread_stuck_partitions() == []  # stuck, not for long yet
+
+    await feed.consumer._add_gap(PARTITION, 10, 11)
+    assert await feed.consumer.reread_stuck_partitions() == [PARTITION]
+    assert broker.sought == [(PARTITION, 10)]
+    assert await feed.consumer.reread_stuck_partitions() == []  # the jump was seen to
+
+
 async def test_a_rebalance_reads_again_by_itself(feed: Feed, broker: Broker) -> None:
     ack_done(feed, [12])
     feed.consumer.flow_active = False
