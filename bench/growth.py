@@ -12,13 +12,17 @@ query there is, `SELECT id ... OFFSET LIMIT` on the one table (bench/baselines.p
 from __future__ import annotations
 
 import logging
+import time
 
 import asyncpg
 
+from bench.baselines import IDS_SQL
 from bench.scaling import Drain, timed_drain
 from bench.scenarios import Figure, Sizes, _publish_backlog, _reset
 from bench.stack import BaselineServer, Stack, running, start_api, vacuum, wrk
+from streamapp.services.applications import PAGE_OF_ALL_SQL
 from streamapp.services.generator import Plan, generate
+from streamapp.services.paging import NEWEST
 from streamapp.web.api.pagination import encode_cursor
 
 logger = logging.getLogger(__name__)
@@ -27,6 +31,7 @@ DEPTH = 50_000
 USER = "user-007"
 PAGE_SIZE = 10
 PLAIN_OFFSET = "plain OFFSET on one table"
+STATEMENT_SECONDS = 3.0
 
 
 OPERATIONS = (
@@ -59,17 +64,27 @@ async def growth(stack: Stack, sizes: Sizes) -> list[Figure]:
     plain = rates.pop(PLAIN_OFFSET)
     figures = [_size_figure(name, per_size, sizes.growth_sizes) for name, per_size in rates.items()]
     largest = sizes.growth_sizes[-1]
-    figures.append(
+    depth = min(DEPTH, sizes.growth_sizes[0] // 2)
+    page, plain_statement = await _statements_per_second(urls[largest], depth, sizes.growth_rounds)
+    figures += [
         Figure(
-            f"list a deep page by number at {largest:,} rows, against a plain OFFSET",
+            f"a deep page by number's statement at {largest:,} rows, against a plain OFFSET",
+            "statements/s",
+            page,
+            plain_statement,
+            1.0,
+            baseline_name="SELECT id ... OFFSET LIMIT on the one table, same connection",
+        ),
+        Figure(
+            f"list a deep page by number at {largest:,} rows, against a plain OFFSET endpoint",
             "requests/s",
             rates["list a deep page by number"][largest],
             plain[largest],
-            1.0,
-            baseline_name="SELECT id ... OFFSET LIMIT on the one table",
+            None,
+            baseline_name="a minimal endpoint running SELECT id ... OFFSET LIMIT",
             notes={"label": PLAIN_OFFSET, "per_size": {str(s): r for s, r in plain.items()}},
-        )
-    )
+        ),
+    ]
     figures += await _drains(stack, sizes)
     return figures
 
@@ -92,28 +107,60 @@ async def _newest(url: str) -> int:
 async def _operations(
     stack: Stack, urls: dict[int, str], sizes: Sizes
 ) -> dict[str, dict[int, list[float]]]:
-    """Requests/s of every operation at every size, the sizes in turn within each round."""
+    """Requests/s of every operation at every size, the sizes in turn (in a rotating order)
+    within each round. The listings go first: the POSTs leave applications new (no worker
+    runs here), which the listings' totals would count."""
     rates: dict[str, dict[int, list[float]]] = {
         op: {size: [] for size in urls} for op in OPERATIONS
     }
-    depth = min(DEPTH, min(urls) // 2)  # the smoke run's tables are smaller than DEPTH
     rates[PLAIN_OFFSET] = {size: [] for size in urls}
+    depth = min(DEPTH, min(urls) // 2)  # the smoke run's tables are smaller than DEPTH
     newest = {size: await _newest(url) for size, url in urls.items()}
     apis = {size: start_api(stack.env(url)) for size, url in urls.items()}
     offsets = {size: BaselineServer("keyset", stack.env(url)).start() for size, url in urls.items()}
+    plain = f"/ids?size={PAGE_SIZE}&offset={depth - PAGE_SIZE}"
     with running(*apis.values(), *offsets.values()):
-        for _ in range(sizes.rounds):
-            for operation in OPERATIONS:
-                for size, api in apis.items():
-                    path, script = _target(operation, newest[size], depth)
-                    load = wrk(f"{api.url}{path}", seconds=sizes.seconds, script=script)
+        for operation in (*OPERATIONS, PLAIN_OFFSET):
+            servers = offsets if operation == PLAIN_OFFSET else apis
+            for index in range(sizes.growth_rounds):
+                for size in _rotated(list(urls), index):
+                    path, script = (
+                        (plain, None)
+                        if operation == PLAIN_OFFSET
+                        else _target(operation, newest[size], depth)
+                    )
+                    load = wrk(f"{servers[size].url}{path}", seconds=sizes.seconds, script=script)
                     rates[operation][size].append(load.requests_per_second)
-            for size, server in offsets.items():
-                plain = f"{server.url}/ids?size={PAGE_SIZE}&offset={depth - PAGE_SIZE}"
-                rates[PLAIN_OFFSET][size].append(
-                    wrk(plain, seconds=sizes.seconds).requests_per_second
-                )
     return rates
+
+
+def _rotated(items: list[int], by: int) -> list[int]:
+    by %= len(items)
+    return items[by:] + items[:by]
+
+
+async def _statements_per_second(
+    url: str, depth: int, rounds: int
+) -> tuple[list[float], list[float]]:
+    """The deep page by number's statement against the plain offset query, run in turn on one
+    connection: what the page costs the database, without either server's overhead."""
+    statements = {
+        "page": (PAGE_OF_ALL_SQL, (NEWEST, PAGE_SIZE, depth - PAGE_SIZE)),
+        "plain": (IDS_SQL, (depth - PAGE_SIZE, PAGE_SIZE)),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in statements}
+    connection = await asyncpg.connect(url)
+    try:
+        for _ in range(rounds):
+            for name, (sql, arguments) in statements.items():
+                count, started = 0, time.perf_counter()
+                while time.perf_counter() - started < STATEMENT_SECONDS:
+                    await connection.fetch(sql, *arguments)
+                    count += 1
+                rates[name].append(count / (time.perf_counter() - started))
+    finally:
+        await connection.close()
+    return rates["page"], rates["plain"]
 
 
 def _size_figure(name: str, per_size: dict[int, list[float]], sizes: tuple[int, ...]) -> Figure:
@@ -137,8 +184,9 @@ async def _drains(stack: Stack, sizes: Sizes) -> list[Figure]:
         await generate(url, Plan(count=backlog, users=sizes.users, processed=False, prefix="d"))
         urls[backlog] = url
     drains: dict[int, list[Drain]] = {backlog: [] for backlog in urls}
-    for _ in range(sizes.rounds):
-        for backlog, url in urls.items():
+    for index in range(sizes.rounds):
+        for backlog in _rotated(list(urls), index):
+            url = urls[backlog]
             await _reset(url)
             with stack.fresh_kafka():
                 await _publish_backlog(stack.kafka.bootstrap_servers, url)

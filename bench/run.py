@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import charts, growth, overload, scaling, scenarios, tracing
+from bench import charts, growth, overload, scaling, scenarios, start, tracing
 from bench.scenarios import Figure, Sizes
 from bench.stack import BENCH, ROOT, stack
 from streamapp.logs import configure_logging
@@ -42,8 +42,10 @@ SMOKE = Sizes(
     burst_seconds=1,
     scaling_backlog=3_000,
     scaling_rounds=1,
+    start_rounds=1,
     growth_sizes=(2_000, 6_000),
     growth_backlogs=(1_000, 3_000),
+    growth_rounds=1,
 )
 # bench/README.md explains the benchmarks; the run replaces what stands between these lines.
 START, END = "<!-- results: written by bench/run.py -->", "<!-- /results -->"
@@ -51,6 +53,7 @@ SUITES = {
     "listings": scenarios.listings,
     "writes": scenarios.writes,
     "drains": scenarios.drains,
+    "start": start.start,
     "scaling": scaling.scaling,
     "growth": growth.growth,
     "latency": scenarios.latency,

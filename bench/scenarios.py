@@ -62,9 +62,11 @@ class Sizes:
     # bench/scaling.py: a backlog large enough that joining a group is a small part of it.
     scaling_backlog: int = 500_000
     scaling_rounds: int = 5
+    start_rounds: int = 5
     # bench/growth.py: the table sizes, and the backlogs one worker drains.
     growth_sizes: tuple[int, ...] = (100_000, 1_000_000, 10_000_000)
     growth_backlogs: tuple[int, ...] = (100_000, 1_000_000)
+    growth_rounds: int = 3
 
 
 @dataclass
@@ -286,10 +288,15 @@ async def _reset(url: str) -> None:
 
 
 async def _publish_backlog(
-    bootstrap_servers: KafkaConnection | str, url: str, *, traced: float = 0.0
+    bootstrap_servers: KafkaConnection | str,
+    url: str,
+    *,
+    traced: float = 0.0,
+    after_outbox_id: int = 0,
 ) -> None:
-    """Put every application's stored event on the topic, as the outbox would have; the
-    share `traced` of them with a traceparent header, as tracing on leaves the sampled ones."""
+    """Put every application's stored event (those queued after `after_outbox_id`) on the
+    topic, as the outbox would have; the share `traced` of them with a traceparent header, as
+    tracing on leaves the sampled ones."""
     await ensure_topics(bootstrap_servers, [TopicSpec(TOPIC, partitions=8)])
     connection = await asyncpg.connect(url)
     producer = AIOKafkaProducer(
@@ -301,7 +308,8 @@ async def _publish_backlog(
     try:
         async with connection.transaction():
             async for row in connection.cursor(
-                "SELECT key, payload::text AS payload FROM outbox ORDER BY id"
+                "SELECT key, payload::text AS payload FROM outbox WHERE id > $1 ORDER BY id",
+                after_outbox_id,
             ):
                 sampled = random.random() < traced
                 headers = [("traceparent", _random_traceparent())] if sampled else None

@@ -99,7 +99,7 @@ SELECT users.id AS user_id, users.processed_count + (
 FROM users WHERE {{match}}
 """  # noqa: S608
 _OF_ONE = "SELECT id FROM applications WHERE id < $1 AND user_id = (SELECT user_id FROM total)"
-_PAGE_OF_ALL_SQL = page_sql(
+PAGE_OF_ALL_SQL = page_sql(
     total=f"""
         SELECT (SELECT value FROM totals WHERE name = '{PROCESSED_TOTAL}')
              + (SELECT count(*) FROM applications WHERE status = '{STATUS_NEW}') AS total
@@ -250,7 +250,7 @@ async def get_all(
     elif user_name is not None:
         sql, arguments = _PAGE_BY_USER_NAME_SQL, [*arguments, user_name]
     else:
-        sql = _PAGE_OF_ALL_SQL
+        sql = PAGE_OF_ALL_SQL
     async with raw_connection(db) as connection:
         record = await connection.fetchrow(sql, *arguments)
     if record is None and user_id is not None:

@@ -185,8 +185,8 @@ def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("sql", "arguments"),
     [
-        (applications_service._PAGE_OF_ALL_SQL, [2**31 - 1, 11, 0]),
-        (applications_service._PAGE_OF_ALL_SQL, [15_000, 11, 0]),
+        (applications_service.PAGE_OF_ALL_SQL, [2**31 - 1, 11, 0]),
+        (applications_service.PAGE_OF_ALL_SQL, [15_000, 11, 0]),
         (applications_service._PAGE_BY_USER_NAME_SQL, [2**31 - 1, 11, 0, "explain-07"]),
         (applications_service._PAGE_BY_USER_NAME_SQL, [20_000, 11, 0, "explain-07"]),
         (applications_service._PAGE_BY_USER_ID_SQL, [2**31 - 1, 11, 0, 3]),
