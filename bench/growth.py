@@ -6,7 +6,7 @@ round in turn, like a baseline and its figure, and the noise of the machine hits
 The deep pages are the same depth at every size (DEPTH rows below the newest): a page by
 number costs what its offset costs, so a depth growing with the table would measure the
 offset, not the table. A deep page by number is also timed against the plainest offset
-query there is, `SELECT id ... OFFSET LIMIT` on the one table (bench/baselines.py, `offset`).
+query there is, `SELECT id ... OFFSET LIMIT` on the one table (`/ids` of bench/baselines.py).
 """
 
 from __future__ import annotations
