@@ -19,7 +19,7 @@ import asyncpg
 from bench.baselines import IDS_SQL
 from bench.scaling import Drain, timed_drain
 from bench.scenarios import Figure, Sizes, _publish_backlog, _reset
-from bench.stack import BaselineServer, Stack, running, start_api, vacuum, wrk
+from bench.stack import BaselineServer, Stack, fetch_value, running, start_api, vacuum, wrk
 from streamapp.services.applications import PAGE_OF_ALL_SQL
 from streamapp.services.generator import Plan, generate
 from streamapp.services.paging import NEWEST
@@ -98,11 +98,7 @@ async def _populated(stack: Stack, size: int, users: int) -> str:
 
 
 async def _newest(url: str) -> int:
-    connection = await asyncpg.connect(url)
-    try:
-        return int(await connection.fetchval("SELECT max(id) FROM applications"))
-    finally:
-        await connection.close()
+    return int(await fetch_value(url, "SELECT max(id) FROM applications"))
 
 
 async def _operations(

@@ -26,6 +26,7 @@ from bench.stack import (
     MinimalProcessor,
     Stack,
     cpu_seconds,
+    fetch_value,
     running,
     start_api,
     start_worker,
@@ -327,15 +328,9 @@ def _random_traceparent() -> bytes:
 
 
 async def _processed(url: str) -> int:
-    connection = await asyncpg.connect(url)
-    try:
-        return int(
-            await connection.fetchval(
-                "SELECT count(*) FROM applications WHERE status = 'processed'"
-            )
-        )
-    finally:
-        await connection.close()
+    return int(
+        await fetch_value(url, "SELECT count(*) FROM applications WHERE status = 'processed'")
+    )
 
 
 async def _watch(url: str, total: int, started: float, timeout: float = 600) -> tuple[float, float]:

@@ -231,6 +231,15 @@ def percentile_ms(output: str, label: str) -> float:
     return float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
 
 
+async def fetch_value(database_url: str, sql: str, *arguments: Any) -> Any:
+    """The first column of the first row of one query, on a connection of its own."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        return await connection.fetchval(sql, *arguments)
+    finally:
+        await connection.close()
+
+
 async def vacuum(database_url: str, attempts: int = 20) -> None:
     """VACUUM ANALYZE, as autovacuum would have by now on a table this size, until every page
     of `applications` is marked all-visible. A VACUUM right after the rows were written may

@@ -13,7 +13,7 @@ import time
 import asyncpg
 
 from bench.scenarios import Figure, Sizes, _publish_backlog
-from bench.stack import Stack, running, start_worker
+from bench.stack import Stack, fetch_value, running, start_worker
 from streamapp.services.generator import Plan, generate
 
 logger = logging.getLogger(__name__)
@@ -55,11 +55,7 @@ async def _first_processed_after_start(stack: Stack, url: str) -> float:
 
 
 async def _newest_outbox_id(url: str) -> int:
-    connection = await asyncpg.connect(url)
-    try:
-        return int(await connection.fetchval("SELECT coalesce(max(id), 0) FROM outbox"))
-    finally:
-        await connection.close()
+    return int(await fetch_value(url, "SELECT coalesce(max(id), 0) FROM outbox"))
 
 
 async def _first_processed(url: str, after_outbox_id: int, timeout: float = 60) -> float:
