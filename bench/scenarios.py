@@ -11,9 +11,9 @@ import secrets
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import httpx
@@ -43,6 +43,10 @@ from tools.stack.load import steady_posts
 logger = logging.getLogger(__name__)
 
 
+# POST's p99 at 32 connections, with a worker processing alongside.
+P99_BOUND_MS = 25.0
+
+
 @dataclass
 class Sizes:
     """How big the run is: the issue's sizes by default, tiny ones for the smoke test."""
@@ -55,6 +59,7 @@ class Sizes:
     latency_seconds: float = 20.0
     latency_rate: float = 200.0
     tracing_rounds: int = 4  # bench/tracing.py: each of its four variants goes first once
+    writes_rounds: int = 4  # POST's target holds in the worst of four
     # bench/overload.py: a long flood, then a burst of connections at once.
     flood_connections: int = 1024
     flood_seconds: float = 60.0
@@ -82,6 +87,9 @@ class Figure:
     higher_is_better: bool = True
     baseline_name: str = ""
     notes: dict[str, Any] = field(default_factory=dict)
+    # A cost of a few percent is judged by the median round: on this shared machine two runs
+    # of the same code differ by up to 17% in a round (bench/tracing.py).
+    judged_by: Literal["worst", "median"] = "worst"
 
     @property
     def ratios(self) -> list[float]:
@@ -94,16 +102,22 @@ class Figure:
 
     @property
     def worst(self) -> float:
-        """The worst round's ratio: the one the target is judged by."""
+        """The worst round's ratio: the one the target is judged by (most figures)."""
         if not self.ratios:
             return float("nan")
         return min(self.ratios) if self.higher_is_better else max(self.ratios)
 
     @property
+    def judged(self) -> float:
+        return self.worst if self.judged_by == "worst" else self.ratio
+
+    @property
     def met(self) -> bool | None:
         if self.target is None:
             return None
-        return self.worst >= self.target if self.higher_is_better else self.worst <= self.target
+        if self.higher_is_better:
+            return self.judged >= self.target
+        return self.judged <= self.target
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +129,7 @@ class Figure:
             "ratio": round(self.ratio, 3),
             "worst_ratio": round(self.worst, 3),
             "target": self.target,
+            "judged_by": self.judged_by,
             "higher_is_better": self.higher_is_better,
             "met": self.met,
             **self.notes,
@@ -178,6 +193,7 @@ async def listings(stack: Stack, sizes: Sizes) -> list[Figure]:
 async def writes(stack: Stack, sizes: Sizes) -> list[Figure]:
     """POST /applications with one worker processing alongside, against one INSERT; and two
     API processes (`streamapp api --workers 2`) against one."""
+    sizes = replace(sizes, rounds=sizes.writes_rounds)
     url = await stack.database("writes")
     env = stack.env(url)
     worker = start_worker(env)
@@ -194,16 +210,16 @@ async def writes(stack: Stack, sizes: Sizes) -> list[Figure]:
                     loads[name].append(post)
     mine = loads["one"]
     throughput = _http_figure(
-        "POST /applications", mine, loads["insert"], 0.6, "one INSERT endpoint"
+        "POST /applications", mine, loads["insert"], 0.7, "one INSERT endpoint"
     )
     p99 = Figure(
         "POST /applications p99 at c=32",
         "ms",
         [m.p99_ms for m in mine],
-        [50.0] * len(mine),
+        [P99_BOUND_MS] * len(mine),
         target=1.0,
         higher_is_better=False,
-        baseline_name="the 50 ms target",
+        baseline_name=f"the {P99_BOUND_MS:g} ms bound",
     )
     processes = _http_figure(
         "POST /applications, 2 API processes", loads["two"], mine, None, "1 API process"

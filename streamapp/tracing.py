@@ -147,6 +147,10 @@ def starts(traceparents: Sequence[str | None] = ()) -> bool:
     sends a batch links to) is recorded, else one time in DEFAULT_RATIO."""
     if any(traceparent and _sampled(traceparent) for traceparent in traceparents):
         return True
+    return _new_trace_recorded()
+
+
+def _new_trace_recorded() -> bool:
     return _ratio >= 1.0 or random.random() < _ratio
 
 
@@ -158,13 +162,19 @@ def _sampled(traceparent: str) -> bool:
         return False
 
 
+def records_request(traceparent: str | None) -> bool:
+    """Whether to record the trace of a request (with the caller's traceparent, if any):
+    decided before any span is made, so that the others cost a random draw."""
+    if _tracer is None:
+        return False
+    return bool(traceparent and _sampled(traceparent)) or _new_trace_recorded()
+
+
 @contextlib.contextmanager
-def server_span(method: str, path: str, traceparent: str | None) -> Iterator[Span | None]:
-    """The span of one HTTP request, continuing the caller's trace if it sent one; None
-    when tracing is off or this request is not one of the traces recorded."""
-    if _tracer is None or not starts((traceparent,) if traceparent else ()):
-        yield None
-        return
+def server_span(method: str, path: str, traceparent: str | None) -> Iterator[Span]:
+    """The span of one HTTP request that records_request() chose, continuing the caller's
+    trace if it sent one."""
+    assert _tracer is not None, "tracing is off"
     parent = propagate.extract({TRACEPARENT_HEADER: traceparent}) if traceparent else None
     with _tracer.start_as_current_span(
         method,

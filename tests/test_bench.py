@@ -100,3 +100,15 @@ def test_soak_smoke_run_checks_everything(tmp_path: Path) -> None:
     assert soak["load"]["requests_per_second"] > 0
     assert soak["end"]["stored"] > 0
     assert all(len(samples) >= 2 for samples in soak["rss_mib"].values())
+
+
+def test_a_target_holds_in_the_worst_round_or_for_small_costs_in_the_median_one() -> None:
+    from bench.scenarios import Figure
+
+    rounds = dict(ours=[90.0, 100.0, 80.0, 100.0], baseline=[100.0] * 4, target=0.85)
+    assert Figure("POST", "requests/s", **rounds).met is False  # worst round 0.8
+    assert Figure("POST", "requests/s", **rounds, judged_by="median").met is True  # 0.95
+    cpu = Figure("CPU", "us", [110.0, 100.0, 130.0], [100.0] * 3, 1.2, higher_is_better=False)
+    assert cpu.met is False  # worst round 1.3
+    cpu.judged_by = "median"
+    assert cpu.met is True  # 1.1

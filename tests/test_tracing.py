@@ -34,16 +34,17 @@ def test_tracing_is_on_only_with_an_endpoint_and_the_sdk_enabled(
     assert tracing.wanted() is wanted
 
 
+SAMPLED_PARENT = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+UNSAMPLED_PARENT = "00-" + "a" * 32 + "-" + "b" * 16 + "-00"
+
+
 def test_off_every_hook_returns_at_once() -> None:
     assert not tracing.enabled()
     assert tracing.current_traceparent() is None
+    assert not tracing.records_request(SAMPLED_PARENT)
     assert tracing.start_send("00-" + "1" * 32 + "-" + "2" * 16 + "-01", "t", "fast") is None
     with tracing.batch_span("t", ["00-" + "1" * 32 + "-" + "2" * 16 + "-01"]) as span:
         assert span is None
-
-
-SAMPLED_PARENT = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
-UNSAMPLED_PARENT = "00-" + "a" * 32 + "-" + "b" * 16 + "-00"
 
 
 def test_a_trace_is_recorded_when_a_parent_or_a_link_is_whatever_the_ratio(
@@ -56,6 +57,20 @@ def test_a_trace_is_recorded_when_a_parent_or_a_link_is_whatever_the_ratio(
     assert not tracing.starts(["not a traceparent"])
     monkeypatch.setattr(tracing, "_ratio", 1.0)
     assert tracing.starts()
+
+
+def test_a_request_is_recorded_when_its_caller_samples_it_whatever_the_ratio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tracing, "_tracer", object())  # on, whatever the provider
+    monkeypatch.setattr(tracing, "_ratio", 0.0)
+    assert tracing.records_request(SAMPLED_PARENT)
+    assert not tracing.records_request(UNSAMPLED_PARENT)
+    assert not tracing.records_request("not a traceparent")
+    assert not tracing.records_request(None)
+    monkeypatch.setattr(tracing, "_ratio", 1.0)
+    assert tracing.records_request(None)
+    assert tracing.records_request(UNSAMPLED_PARENT)
 
 
 def test_about_one_new_trace_in_twenty_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:

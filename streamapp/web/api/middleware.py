@@ -28,6 +28,14 @@ logger = logging.getLogger(__name__)
 _CLIENT_REQUEST_ID = re.compile(rf"[A-Za-z0-9._:/+=@-]{{1,{REQUEST_ID_MAX}}}")
 
 
+def header_value(scope: Scope, name: bytes) -> str:
+    """A request header's value as text ('' when absent): the first of its name."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
 class RequestId:
     """Give each request an id: the client's `X-Request-ID` if it is a sane one, else a new
     one. It is returned in the answer, set for the request's log lines, and stored with the
@@ -40,7 +48,7 @@ class RequestId:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+        given = header_value(scope, b"x-request-id")
         request_id = given if _CLIENT_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         header = (b"x-request-id", request_id.encode())
 
@@ -226,12 +234,12 @@ class TraceRequests:
         if scope["type"] != "http" or scope["path"] in self.UNTRACED:
             await self.app(scope, receive, send)
             return
-        traceparent = dict(scope.get("headers", [])).get(b"traceparent", b"").decode("latin-1")
+        traceparent = header_value(scope, b"traceparent") or None
+        if not tracing.records_request(traceparent):
+            await self.app(scope, receive, send)
+            return
         method = scope["method"]
-        with tracing.server_span(method, scope["path"], traceparent or None) as span:
-            if span is None:  # not one of the traces recorded
-                await self.app(scope, receive, send)
-                return
+        with tracing.server_span(method, scope["path"], traceparent) as span:
             answer = AnswerStatus(send)
             try:
                 await self.app(scope, receive, answer.send)
