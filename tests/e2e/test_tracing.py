@@ -64,6 +64,27 @@ def test_one_application_is_one_trace_from_its_post_to_its_batch(
     assert any(s.parent_span_id == batch.span_id for s in in_the_batch)  # its UPDATE
 
 
+def test_a_post_continues_the_trace_its_caller_samples_under_the_default_ratio(
+    service_env: dict[str, str], receiver: OtlpReceiver
+) -> None:
+    env = child_env(
+        **service_env, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_BSP_SCHEDULE_DELAY="200"
+    )
+    trace_id, caller_span_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    api = Api(env).start()
+    try:
+        api.wait_ready()
+        body = {"user_name": f"called-{uuid.uuid4().hex[:8]}", "description": "in my trace"}
+        headers = {"traceparent": f"00-{trace_id}-{caller_span_id}-01"}
+        created = httpx.post(f"{api.url}/applications", json=body, headers=headers, timeout=10)
+        assert created.status_code == 201
+        post = wait_for(lambda: _post_span(receiver), timeout=20, message="no POST span")
+    finally:
+        api.stop()
+
+    assert (post.trace_id, post.parent_span_id) == (trace_id, caller_span_id)
+
+
 def _post_span(receiver: OtlpReceiver) -> ReceivedSpan | None:
     return next(
         (s for s in receiver.snapshot() if s.kind == SERVER and s.name == "POST /applications"),
