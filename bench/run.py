@@ -36,6 +36,7 @@ SMOKE = Sizes(
     latency_seconds=2,
     latency_rate=50,
     tracing_rounds=1,
+    tracing_post_rounds=1,
     writes_rounds=1,
     flood_connections=64,
     flood_seconds=2,

@@ -58,7 +58,10 @@ class Sizes:
     rounds: int = 2
     latency_seconds: float = 20.0
     latency_rate: float = 200.0
-    tracing_rounds: int = 4  # bench/tracing.py: each of its four variants goes first once
+    # bench/tracing.py: each of its four variants goes first once (twice for POST, whose
+    # rounds are short).
+    tracing_rounds: int = 4
+    tracing_post_rounds: int = 8
     writes_rounds: int = 4  # POST's target holds in the worst of four
     # bench/overload.py: a long flood, then a burst of connections at once.
     flood_connections: int = 1024

@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.scenarios import (
@@ -109,7 +109,6 @@ COMPARISONS = [
 
 
 async def tracing(stack: Stack, sizes: Sizes) -> list[Figure]:
-    sizes = replace(sizes, rounds=sizes.tracing_rounds)
     sink = OtlpReceiver(decode=False).start()
     try:
         with code_before_tracing() as before:
@@ -197,7 +196,7 @@ async def _posts(
             for v in variants(before)
         }
         with running(*apis.values()):
-            for round_ in range(sizes.rounds):
+            for round_ in range(sizes.tracing_post_rounds):
                 for variant in rotated(list(apis), round_):
                     api = apis[variant]
                     cpu = cpu_seconds(api)
@@ -217,7 +216,7 @@ async def _drains(
     plan = Plan(count=sizes.backlog, users=sizes.users, processed=False, prefix="trace")
     await generate(url, plan)
     runs = {variant: Runs() for variant in VARIANTS}
-    for round_ in range(sizes.rounds):
+    for round_ in range(sizes.tracing_rounds):
         for variant in rotated(list(variants(before)), round_):
             await _reset(url)
             with stack.fresh_kafka():
