@@ -44,12 +44,6 @@ class IdempotencyKeyReused(DomainError):
     message = IDEMPOTENCY_KEY_REUSED
 
 
-class ApiKeyRequired(DomainError):
-    """A write came without an accepted API key (API_KEYS is set)."""
-
-    message = API_KEY_REQUIRED
-
-
 class ApiStopping(DomainError):
     """The process got SIGTERM and drains: it serves, but should get no new work."""
 

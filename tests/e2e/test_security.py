@@ -66,6 +66,13 @@ def test_writes_without_an_accepted_key_are_401(stack: Stack, headers: dict[str,
         assert response.headers["WWW-Authenticate"] == 'ApiKey header="X-API-Key"'
 
 
+def test_a_write_without_a_key_is_401_before_its_body_is_read(stack: Stack) -> None:
+    for path in ("/applications", "/users"):
+        response = stack.request("POST", path, content=b"{not json", headers={})
+
+        assert response.status_code == 401, path
+
+
 def test_each_key_may_write_and_reads_need_none(stack: Stack, user_name: str) -> None:
     for key in KEYS:
         response = stack.request(

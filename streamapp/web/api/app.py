@@ -29,6 +29,7 @@ from streamapp.web.api.middleware import (
     RequestDeadline,
     RequestId,
     RequestMetrics,
+    RequireApiKey,
     TraceRequests,
 )
 from streamapp.web.api.routes import routers
@@ -114,6 +115,8 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         api.include_router(router)
     api.add_middleware(RequestDeadline, seconds=api.state.settings.api_request_timeout)
     api.add_middleware(BodySizeLimit, max_bytes=api.state.settings.max_body_bytes)
+    if api.state.api_key_digests:  # outside the body's limit: a 401 reads no body
+        api.add_middleware(RequireApiKey, digests=api.state.api_key_digests)
     api.add_middleware(RequestMetrics)
     if origins := api.state.settings.cors_origin_list:
         api.add_middleware(

@@ -13,7 +13,6 @@ from starlette.routing import Match
 
 from streamapp.db import UNAVAILABLE_ERRORS
 from streamapp.errors import (
-    ApiKeyRequired,
     ApiStopping,
     DatabaseUnavailable,
     EntityAlreadyExists,
@@ -96,12 +95,6 @@ def _allowed_methods(request: Request) -> list[str]:
     ]
 
 
-async def _api_key_required(_: Request, exc: Exception) -> JSONResponse:
-    response = error_response(401, "unauthorized", str(exc))
-    response.headers["WWW-Authenticate"] = 'ApiKey header="X-API-Key"'
-    return response
-
-
 async def _stopping(_: Request, exc: Exception) -> JSONResponse:
     return error_response(503, "service_unavailable", str(exc))
 
@@ -146,7 +139,6 @@ def install_error_handlers(api: FastAPI) -> None:
     """Register every handler on `api`."""
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(StarletteHTTPException, _http_error)
-    api.add_exception_handler(ApiKeyRequired, _api_key_required)
     api.add_exception_handler(ApiStopping, _stopping)
     api.add_exception_handler(EntityDoesNotExist, _not_found)
     api.add_exception_handler(EntityAlreadyExists, _already_exists)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import hmac
 import logging
 import re
 import time
@@ -16,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from streamapp import tracing
 from streamapp.db import serving_request
-from streamapp.errors import REQUEST_TIMED_OUT
+from streamapp.errors import API_KEY_REQUIRED, REQUEST_TIMED_OUT
 from streamapp.logs import current_request_id
 from streamapp.metrics import REQUEST_SECONDS
 from streamapp.models.tables import REQUEST_ID_MAX
@@ -64,6 +66,34 @@ class RequestId:
             current_request_id.reset(token)
 
 
+class RequireApiKey:
+    """With API_KEYS set (installed only then), answer 401 to any write (POST) without one
+    of the keys in `X-API-Key`, before its body is read. Reads need no key.
+
+    Compared in constant time against every key (no early exit); the key is never logged.
+    """
+
+    def __init__(self, app: ASGIApp, digests: tuple[bytes, ...]) -> None:
+        self.app = app
+        self.digests = digests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not self._accepts(scope):
+            response = error_response(401, "unauthorized", API_KEY_REQUIRED)
+            response.headers["WWW-Authenticate"] = 'ApiKey header="X-API-Key"'
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _accepts(self, scope: Scope) -> bool:
+        given = header_value(scope, b"x-api-key")
+        digest = hashlib.sha256(given.encode("latin-1")).digest()
+        matched = False
+        for accepted in self.digests:
+            matched |= hmac.compare_digest(accepted, digest)
+        return matched and given != ""
+
+
 class BodySizeLimit:
     """Answer 413 to any request whose body exceeds `max_bytes`; buffer the rest for the app."""
 
@@ -75,8 +105,8 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit():
+        declared = header_value(scope, b"content-length")
+        if declared.isdigit():
             # The server frames the body by its Content-Length: no more can arrive.
             if int(declared) > self.max_bytes:
                 await self._reject(scope, receive, send)

@@ -99,3 +99,16 @@ async def test_invalid_idempotency_key_is_422(
 
     assert response.status_code == 422
     assert "Idempotency-Key" in {f["field"] for f in response.json()["error"]["fields"]}
+
+
+async def test_the_schema_documents_the_header_as_enforced(client: httpx.AsyncClient) -> None:
+    operation = (await client.get("/openapi.json")).json()["paths"]["/applications"]["post"]
+    [header] = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
+
+    assert header["in"] == "header" and header["required"] is False
+    assert header["schema"] == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "pattern": r"^[\x21-\x7e]+$",
+    }

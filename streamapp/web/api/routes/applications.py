@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from streamapp import tracing
 from streamapp.logs import current_request_id
@@ -20,13 +20,13 @@ from streamapp.models.schemas import (
 from streamapp.models.tables import STATUS_NEW
 from streamapp.services import applications as applications_service
 from streamapp.services.applications import Replayed
+from streamapp.services.filing import Filer
 from streamapp.web.api.deps import (
+    IDEMPOTENCY_KEY_PARAMETER,
     DatabaseDep,
-    FilerDep,
-    IdempotencyKey,
     PaginationDep,
     ProcessedFeedDep,
-    require_api_key,
+    idempotency_key,
 )
 from streamapp.web.api.errors import ERROR_BODY, ERROR_RESPONSES, WRITE_ERRORS
 from streamapp.web.api.middleware import extend_deadline
@@ -43,15 +43,17 @@ ApplicationId = Annotated[int, Path(ge=1, le=2**31 - 1)]
     status_code=status.HTTP_201_CREATED,
     response_model=ApplicationCreatedResponse,
     responses=WRITE_ERRORS,
-    dependencies=[Depends(require_api_key)],
+    openapi_extra={"parameters": [IDEMPOTENCY_KEY_PARAMETER]},
 )
-async def create_application(
-    application_in: ApplicationCreate, filer: FilerDep, idempotency_key: IdempotencyKey = None
-) -> Response:
+async def create_application(application_in: ApplicationCreate, request: Request) -> Response:
     """File an application: store it and publish it to `new_applications`."""
+    # The hot path: its header and filer come from the request, not FastAPI's dependencies
+    # (see deps.idempotency_key).
+    key = idempotency_key(request)
+    filer: Filer = request.app.state.filer
     result = await filer.file(
         application_in,
-        idempotency_key=idempotency_key,
+        idempotency_key=key,
         request_id=current_request_id.get(),
         traceparent=tracing.current_traceparent(),
     )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Path, Response, status
 
 from streamapp.models.schemas import ApplicationsPage, UserCreate, UserPublic, UsersPage
 from streamapp.services import applications as applications_service
 from streamapp.services import users as users_service
-from streamapp.web.api.deps import DatabaseDep, PaginationDep, require_api_key
+from streamapp.web.api.deps import DatabaseDep, PaginationDep
 from streamapp.web.api.errors import ERROR_BODY, ERROR_RESPONSES, WRITE_ERRORS
 from streamapp.web.api.pagination import page_response
 
@@ -22,7 +22,6 @@ UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
     "",
     status_code=status.HTTP_201_CREATED,
     responses=WRITE_ERRORS,
-    dependencies=[Depends(require_api_key)],
 )
 async def create_user(user_in: UserCreate, response: Response, db: DatabaseDep) -> UserPublic:
     """Register a user (user_name and email are unique)."""
