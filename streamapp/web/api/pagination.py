@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
-from fastapi import Query, Response
+from fastapi import Response
+from pydantic import BaseModel, Field
 
 from streamapp.services.paging import NEWEST, Slice
 from streamapp.web.api.responses import JSON
@@ -67,26 +68,32 @@ def encode_cursor(last_id: int) -> str:
     return str(last_id)
 
 
-async def get_pagination(
+class PageQuery(BaseModel):
+    """A listing's query string: which page (by number, or from a cursor) and how big.
+
+    Read by `deps.read_query`, not declared as FastAPI query parameters (see there)."""
+
     page: Annotated[
         int | None,
-        Query(
+        Field(
             ge=1,
             le=PAGE_MAX,
             description="Page number, from 1 (deep pages cost more); with a cursor, counted "
             "from it.",
         ),
-    ] = None,
-    size: Annotated[int, Query(ge=1, le=SIZE_MAX, description="Items per page, 1-100.")] = 10,
+    ] = None
+    size: Annotated[int, Field(ge=1, le=SIZE_MAX, description="Items per page, 1-100.")] = 10
     cursor: Annotated[
         str | None,
-        Query(
+        Field(
             pattern=CURSOR_PATTERN,
             description="`next_cursor` of the previous page; as fast at any depth.",
         ),
-    ] = None,
-) -> Pagination:
-    before = NEWEST if cursor is None else min(int(cursor), NEWEST)
-    offset = ((page or 1) - 1) * size
-    shown = page if cursor is not None else page or 1
-    return Pagination(size=size, page=shown, before=before, offset=offset)
+    ] = None
+
+    @property
+    def pagination(self) -> Pagination:
+        before = NEWEST if self.cursor is None else min(int(self.cursor), NEWEST)
+        offset = ((self.page or 1) - 1) * self.size
+        shown = self.page if self.cursor is not None else self.page or 1
+        return Pagination(size=self.size, page=shown, before=before, offset=offset)

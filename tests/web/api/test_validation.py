@@ -132,6 +132,16 @@ async def test_out_of_range_query_is_422(
     assert field in field_errors(response)
 
 
+@pytest.mark.parametrize("path", ["/users", "/users/1/applications"])
+async def test_every_listing_answers_422_on_its_bad_query(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    response = await client.get(path, params={"page": "0", "size": "x", "cursor": "-1"})
+
+    assert response.status_code == 422
+    assert set(field_errors(response)) == {"page", "size", "cursor"}
+
+
 async def test_size_100_is_allowed(client: httpx.AsyncClient) -> None:
     response = await client.get("/applications", params={"size": 100})
 

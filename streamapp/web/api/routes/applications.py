@@ -7,6 +7,7 @@ import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
+from pydantic import Field
 
 from streamapp import tracing
 from streamapp.logs import current_request_id
@@ -24,13 +25,14 @@ from streamapp.services.filing import Filer
 from streamapp.web.api.deps import (
     IDEMPOTENCY_KEY_PARAMETER,
     DatabaseDep,
-    PaginationDep,
     ProcessedFeedDep,
     idempotency_key,
+    query_parameters,
+    read_query,
 )
 from streamapp.web.api.errors import ERROR_BODY, ERROR_RESPONSES, WRITE_ERRORS
 from streamapp.web.api.middleware import extend_deadline
-from streamapp.web.api.pagination import page_response
+from streamapp.web.api.pagination import PageQuery, page_response
 from streamapp.web.api.responses import json_response
 
 router = APIRouter(prefix="/applications", tags=["applications"], responses=ERROR_RESPONSES)
@@ -65,14 +67,22 @@ async def create_application(application_in: ApplicationCreate, request: Request
     return json_response(body, status.HTTP_201_CREATED, headers)
 
 
-@router.get("", response_model=ApplicationsPage)
-async def list_applications(
-    db: DatabaseDep,
-    pagination: PaginationDep,
-    user_name: Annotated[UserName | None, Query(description="Only this user's.")] = None,
-) -> Response:
+class ApplicationsQuery(PageQuery):
+    user_name: Annotated[UserName | None, Field(description="Only this user's.")] = None
+
+
+@router.get(
+    "",
+    response_model=ApplicationsPage,
+    openapi_extra=query_parameters(ApplicationsQuery),
+)
+async def list_applications(request: Request) -> Response:
     """List applications, newest first, optionally of one user."""
-    found = await applications_service.get_all(db=db, **pagination.bounds, user_name=user_name)
+    query = read_query(request, ApplicationsQuery)
+    pagination = query.pagination
+    found = await applications_service.get_all(
+        db=request.app.state.db, **pagination.bounds, user_name=query.user_name
+    )
     return page_response("applications", found, pagination)
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 
 from streamapp.models.schemas import ApplicationsPage, UserCreate, UserPublic, UsersPage
 from streamapp.services import applications as applications_service
 from streamapp.services import users as users_service
-from streamapp.web.api.deps import DatabaseDep, PaginationDep
+from streamapp.web.api.deps import DatabaseDep, query_parameters, read_query
 from streamapp.web.api.errors import ERROR_BODY, ERROR_RESPONSES, WRITE_ERRORS
-from streamapp.web.api.pagination import page_response
+from streamapp.web.api.pagination import PageQuery, page_response
 
 router = APIRouter(prefix="/users", tags=["users"], responses=ERROR_RESPONSES)
 
@@ -30,9 +30,10 @@ async def create_user(user_in: UserCreate, response: Response, db: DatabaseDep) 
     return user
 
 
-@router.get("", response_model=UsersPage)
-async def list_users(db: DatabaseDep, pagination: PaginationDep) -> Response:
+@router.get("", response_model=UsersPage, openapi_extra=query_parameters(PageQuery))
+async def list_users(request: Request, db: DatabaseDep) -> Response:
     """List users, newest first."""
+    pagination = read_query(request, PageQuery).pagination
     found = await users_service.get_all(db=db, **pagination.bounds)
     return page_response("users", found, pagination)
 
@@ -43,10 +44,14 @@ async def get_user(user_id: UserId, db: DatabaseDep) -> UserPublic:
     return UserPublic.model_validate(await users_service.get(db=db, user_id=user_id))
 
 
-@router.get("/{user_id}/applications", response_model=ApplicationsPage, responses={404: ERROR_BODY})
-async def list_user_applications(
-    user_id: UserId, db: DatabaseDep, pagination: PaginationDep
-) -> Response:
+@router.get(
+    "/{user_id}/applications",
+    response_model=ApplicationsPage,
+    responses={404: ERROR_BODY},
+    openapi_extra=query_parameters(PageQuery),
+)
+async def list_user_applications(user_id: UserId, request: Request, db: DatabaseDep) -> Response:
     """List one user's applications, newest first."""
+    pagination = read_query(request, PageQuery).pagination
     found = await applications_service.get_all(db=db, **pagination.bounds, user_id=user_id)
     return page_response("applications", found, pagination)
