@@ -105,7 +105,8 @@ async def test_the_schema_documents_the_header_as_enforced(client: httpx.AsyncCl
     operation = (await client.get("/openapi.json")).json()["paths"]["/applications"]["post"]
     [header] = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
 
-    assert header["in"] == "header" and header["required"] is False
+    assert header["in"] == "header"
+    assert header["required"] is False
     assert header["schema"] == {
         "type": "string",
         "minLength": 1,
