@@ -7,6 +7,7 @@ serves the dashboard on this machine's loopback, and leaves nothing behind on Ct
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,9 +53,15 @@ def test_make_cluster_serves_the_dashboard_and_stops_cleanly_on_ctrl_c(tmp_path:
         assert "<html" in page.text.lower()
         assert filed.status_code == 201
 
+        # A client still connected (here the dashboard's event stream, which never ends)
+        # must not hold the stop.
+        held = socket.create_connection(("127.0.0.1", port), timeout=10)
+        held.sendall(b"GET /events HTTP/1.1\r\nHost: cluster\r\n\r\n")
+        assert held.recv(12).startswith(b"HTTP/1.1 200")
         started = time.monotonic()
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=90) == 0, output.read_text()[-3000:]
+        held.close()
         assert time.monotonic() - started < 90
         left = {entry.name for entry in NETNS_DIR.iterdir() if str(process.pid) in entry.name}
         assert not left, left

@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 from contextlib import suppress
+from typing import Any
 
 from streamapp import migrate
 from streamapp.dev.postgres import EmbeddedPostgres
@@ -193,24 +194,40 @@ async def forward(listener: socket.socket, target: tuple[str, int]) -> None:
     until cancelled. Upstream connections are opened from the calling thread, so from the
     client host once the cluster has started."""
 
+    connections: set[asyncio.Task[Any]] = set()
+
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with suppress(OSError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.close()
+        try:
+            with suppress(OSError):
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+        finally:
+            writer.close()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        connections.add(task)
         try:
-            upstream = await asyncio.wait_for(asyncio.open_connection(*target), 5)
-        except (OSError, TimeoutError):
-            writer.close()
-            return
-        await asyncio.gather(pipe(reader, upstream[1]), pipe(upstream[0], writer))
+            try:
+                upstream = await asyncio.wait_for(asyncio.open_connection(*target), 5)
+            except (OSError, TimeoutError):
+                writer.close()
+                return
+            await asyncio.gather(pipe(reader, upstream[1]), pipe(upstream[0], writer))
+        finally:
+            connections.discard(task)
 
     server = await asyncio.start_server(serve, sock=listener)
-    async with server:
-        await server.serve_forever()
+    try:
+        await asyncio.Event().wait()  # until Ctrl-C cancels it
+    finally:
+        # Not serve_forever() nor `async with server`: on the way out both wait for every
+        # connection to end (Python 3.12), and a connection still open held Ctrl-C for good.
+        server.close()
+        for connection in list(connections):
+            connection.cancel()
 
 
 def _loopback_listener(port: int) -> socket.socket:
