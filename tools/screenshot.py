@@ -28,7 +28,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 EXPRESSIONS = ("streamapp:applications_created:rate1m", "streamapp:records_processed:rate1m")
 # (connections, seconds) of POST load, with PAUSE seconds of none after each.
-LOAD = ((2, 40), (8, 40))
+LOAD = ((4, 40), (16, 40))
 PAUSE = 20
 
 
@@ -69,7 +69,7 @@ def _photograph(prometheus_url: str, output: Path) -> None:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1100})
         page.goto(page_url)
-        page.wait_for_selector(".graph-chart canvas", timeout=30_000)
+        page.wait_for_selector(".graph_area svg", timeout=30_000)  # the classic UI (Debian)
         page.wait_for_timeout(1_000)  # the charts' last drawing
         page.screenshot(path=str(output), full_page=True)
         browser.close()
