@@ -29,7 +29,14 @@ def test_make_cluster_serves_the_dashboard_and_stops_cleanly_on_ctrl_c(tmp_path:
     with output.open("wb") as sink:
         command = [sys.executable, "-m", "tools.stack.cluster", "--port", str(port)]
         command += ["--subnet", "10.77.2"]
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+        # Started with SIGINT ignored, as a script's background job is (and all it starts):
+        # Ctrl-C must stop it all the same.
+        process = subprocess.Popen(
+            command,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
     try:
         wait_for(
             lambda: "Press Ctrl-C" in output.read_text() or process.poll() is not None,

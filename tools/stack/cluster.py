@@ -277,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # Bound before the cluster starts: the listener is this machine's, not a host's.
     listener = _loopback_listener(args.port)
+    # Ctrl-C (and a TERM) stop the cluster even when started with SIGINT ignored, as a
+    # background job of a script is: Python would then leave it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     cluster = HostCluster(workers=args.workers, subnet=args.subnet)
     try:
