@@ -48,13 +48,10 @@ async def get_processed_feed(request: Request) -> ProcessedFeed:
 Query = TypeVar("Query", bound=BaseModel)
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
-_IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]+$"
 _idempotency_keys = TypeAdapter(
     Annotated[
         str,
-        StringConstraints(
-            min_length=1, max_length=IDEMPOTENCY_KEY_MAX, pattern=_IDEMPOTENCY_KEY_PATTERN
-        ),
+        StringConstraints(min_length=1, max_length=IDEMPOTENCY_KEY_MAX, pattern=r"^[\x21-\x7e]+$"),
     ]
 )
 # The header in the operation's OpenAPI parameters (it is read by idempotency_key()).
@@ -63,12 +60,7 @@ IDEMPOTENCY_KEY_PARAMETER = {
     "in": "header",
     "required": False,
     "description": "Retries with the same key return the first result and store nothing.",
-    "schema": {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": IDEMPOTENCY_KEY_MAX,
-        "pattern": _IDEMPOTENCY_KEY_PATTERN,
-    },
+    "schema": _idempotency_keys.json_schema(),  # what idempotency_key() enforces
 }
 
 
