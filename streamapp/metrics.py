@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+import threading
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
+from math import inf
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+from typing_extensions import override
 
 # Seconds, from a few milliseconds (a record processed at once) to minutes (a backlog).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -63,7 +79,58 @@ BATCH_SECONDS = Histogram(
     "One batch of the worker: decoding, the UPDATE, table writes and dead letters",
     buckets=LATENCY_BUCKETS,
 )
-END_TO_END_SECONDS = Histogram(
+
+
+class BatchHistogram(Collector):
+    """A histogram observed a batch of values at a time.
+
+    prometheus_client's Histogram takes its locks for every value: observing each record of
+    a backlog that way cost a worker a twentieth of its time per record. This one counts a
+    batch's values into buckets first and adds them under one lock. Exposed like any other
+    histogram (`_bucket`, `_sum`, `_count`).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        buckets: Sequence[float],
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._bounds = [*map(float, buckets), inf]
+        self._counts = [0] * len(self._bounds)  # per bucket, not cumulative
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        """Observe each of the values."""
+        counts = [0] * len(self._bounds)
+        total = 0.0
+        bounds = self._bounds
+        for value in values:
+            counts[bisect_left(bounds, value)] += 1  # the first bound >= value: its `le`
+            total += value
+        with self._lock:
+            self._counts = [old + new for old, new in zip(self._counts, counts, strict=True)]
+            self._sum += total
+
+    @override
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative, buckets = 0, []
+        for bound, count in zip(self._bounds, counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == inf else repr(bound), cumulative))
+        yield HistogramMetricFamily(
+            self._name, self._documentation, buckets=buckets, sum_value=total
+        )
+
+
+END_TO_END_SECONDS = BatchHistogram(
     "streamapp_end_to_end_seconds",
     "From an application's created_at to its processing by this worker",
     buckets=LATENCY_BUCKETS,

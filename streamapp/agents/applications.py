@@ -214,9 +214,9 @@ def _minute_of(moment: datetime) -> datetime:
 def _observe_end_to_end(records: Sequence[ApplicationCreated], moved: frozenset[int]) -> None:
     """created_at -> processed, for the applications this batch moved (not redeliveries)."""
     now = time.time()
-    for record in records:
-        if record.id in moved:
-            END_TO_END_SECONDS.observe(max(0.0, now - record.created_at.timestamp()))
+    END_TO_END_SECONDS.observe_many(
+        max(0.0, now - record.created_at.timestamp()) for record in records if record.id in moved
+    )
 
 
 async def _dead_letter(event: Any, reason: str) -> Awaitable[Any]:

@@ -98,6 +98,9 @@ def test_prometheus_scrapes_both_and_evaluates_every_rule(
         return created == FILED and processed is not None and processed >= FILED
 
     wait_for(counted, timeout=30, message="the metrics never reached Prometheus")
+    # Each processed application's time from its filing is observed once (a batch at a time).
+    observed = prometheus.value("sum(streamapp_end_to_end_seconds_count)")
+    assert observed == prometheus.value("sum(streamapp_records_processed_total)")
     assert prometheus.value('up{job="streamapp-api"}') == 1
     assert prometheus.value('up{job="streamapp-worker"}') == 1  # scraped with the token
 

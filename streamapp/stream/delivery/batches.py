@@ -42,17 +42,29 @@ async def batches(stream: Any, *, size: int, wait: float) -> AsyncGenerator[list
     loop = asyncio.get_running_loop()
     waiting = stream.channel.queue  # the stream's buffer, ahead of the gatherer
 
-    async def gather(value: Any) -> Any:
+    def gather(value: Any) -> Any:
+        # Called for every event: synchronous (Faust awaits a processor's result only if it is
+        # awaitable) unless the batch is full and the event must wait for room.
+        if len(gathered) >= size and not stream.should_stop:
+            return add_with_room(value)
+        add(stream.current_event)
+        return value
+
+    def add(event: Any) -> None:
         nonlocal first_at
-        while len(gathered) >= size and not stream.should_stop:
-            room.clear()  # back-pressure: the caller takes the batch first
-            await stream.wait(room)
         if not gathered:
             first_at = loop.time()
-        gathered.append(stream.current_event)
+        gathered.append(event)
         arrived.set()
         if len(gathered) >= size:
             full.set()
+
+    async def add_with_room(value: Any) -> Any:
+        event = stream.current_event
+        while len(gathered) >= size and not stream.should_stop:
+            room.clear()  # back-pressure: the caller takes the batch first
+            await stream.wait(room)
+        add(event)
         return value
 
     stream.add_processor(gather)

@@ -3,7 +3,6 @@ event loop as a producer only (it never joins the workers' consumer group)."""
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from streamapp import __version__, tracing
+from streamapp import __version__, collector, tracing
 from streamapp.config import Settings, get_settings
 from streamapp.db import connect, create_database
 from streamapp.refusals import CannotConnect, refuse_to_start
@@ -79,8 +78,7 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
     api.state.db, api.state.outbox, api.state.producer = db, outbox, producer
     api.state.filer = filer
     api.state.processed_feed, api.state.dashboard = feed, dashboard
-    # What start-up allocated lives as long as the process: keep it out of every collection.
-    gc.freeze()
+    collector.settle_after_start()
     logger.info("API ready (version %s)", __version__)
     try:
         yield
