@@ -93,6 +93,8 @@ RELIED_ON: tuple[Internal, ...] = (
     ),
     Internal("mode.services", "WaitResults", Guard.DELIVERY),
     Internal(_CONSUMER, "suspend_flow", Guard.DELIVERY, instance=True),
+    # Streams take buffered events without an await each (opt-in since faust-streaming 0.15).
+    Internal("faust.types.settings.settings.Settings", "cython_optimizations", Guard.DELIVERY),
     # The batches generator.
     Internal(
         "faust.streams.Stream", "_enable_passive", Guard.BATCHES, ("self", "channel", "declare")
