@@ -189,7 +189,7 @@ async def process_batch(records: Sequence[ApplicationCreated]) -> ProcessedBatch
         db=_database(),
         application_ids=[record.id for record in records],
         user_names=list({record.user_name for record in records}),
-        user_minutes={(record.user_name, _minute_of(record.created_at)) for record in records},
+        user_minutes=_user_minutes(records),
     )
     moved, unknown = len(batch.moved), len(batch.unknown)
     already = len(records) - moved - sum(1 for record in records if record.id in batch.unknown)
@@ -206,9 +206,11 @@ async def process_batch(records: Sequence[ApplicationCreated]) -> ProcessedBatch
     return batch
 
 
-def _minute_of(moment: datetime) -> datetime:
-    """The start of the UTC minute of a moment."""
-    return datetime.fromtimestamp(moment.timestamp() // 60 * 60, UTC)
+def _user_minutes(records: Sequence[ApplicationCreated]) -> set[tuple[str, datetime]]:
+    """Each user's minutes (their start, in UTC) that the records were filed in."""
+    # Numbered first: a batch spans a few minutes, so few datetimes need to be made.
+    minutes = {(record.user_name, record.created_at.timestamp() // 60) for record in records}
+    return {(user, datetime.fromtimestamp(minute * 60, UTC)) for user, minute in minutes}
 
 
 def _observe_end_to_end(records: Sequence[ApplicationCreated], moved: frozenset[int]) -> None:

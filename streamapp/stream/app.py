@@ -14,6 +14,7 @@ import faust
 from aiokafka.errors import KafkaError
 from databases import Database
 from faust.app.base import SCAN_IGNORE
+from faust.types import Message
 from typing_extensions import override
 
 from streamapp import collector, tracing
@@ -203,8 +204,27 @@ def _configure(sender: Any, conf: Any, **_: Any) -> None:
     conf.cython_optimizations = True
 
 
+class RawRecords(faust.Schema[bytes | None, bytes | None]):
+    """Keys and values as the bytes on the topic, taken as they are.
+
+    Faust's "raw" serializer returns the same bytes, through a registry and a codec lookup per
+    key and per value: a tenth of the cost of delivering a record to the agent.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(key_serializer="raw", value_serializer="raw")
+
+    @override
+    def loads_key(self, app: Any, message: Message, **_: Any) -> bytes | None:
+        return message.key
+
+    @override
+    def loads_value(self, app: Any, message: Message, **_: Any) -> bytes | None:
+        return message.value
+
+
 # Values stay raw bytes here and are decoded by the agent, so a malformed record goes to the
 # dead-letter topic with its reason instead of failing inside Faust's deserializer. The API
 # sends the outbox's stored JSON as it is.
-new_applications = app.topic(NEW_APPLICATIONS, key_serializer="raw", value_serializer="raw")
+new_applications = app.topic(NEW_APPLICATIONS, schema=RawRecords())
 dead_letters = app.topic(DEAD_LETTERS, key_serializer="raw", value_serializer="json")
