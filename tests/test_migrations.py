@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from streamapp import migrate
 from streamapp.models.tables import metadata
 
-HEAD = "0008"
+HEAD = "0009"
 ORIGINAL_ROWS = [
     ("alice", "first", datetime(2024, 1, 2, 3, 4, 5)),
     ("bob", "second", datetime(2024, 1, 3, 0, 0, 0)),
@@ -257,6 +257,31 @@ async def test_counters_are_backfilled_and_kept(empty_database: str) -> None:
         await run_migration(empty_database, "0004", down=True)
         assert "totals" not in await tables(connection)
         await connection.execute("INSERT INTO users (user_name) VALUES ('dee')")  # no trigger
+    finally:
+        await connection.close()
+
+
+async def test_minute_counts_lose_and_regain_their_user_key_with_0009(
+    empty_database: str,
+) -> None:
+    await run_migration(empty_database, "0009")
+    connection = await asyncpg.connect(empty_database)
+    count_for = "INSERT INTO processed_per_minute VALUES (now(), $1, 1)"
+    try:
+        user_id = await connection.fetchval(
+            "INSERT INTO users (user_name) VALUES ('ann') RETURNING id"
+        )
+        await connection.execute(count_for, user_id)
+        await connection.execute(count_for, user_id + 1000)  # no key checks it now
+        await run_migration(empty_database, "0008", down=True)
+        # The count of a user that does not exist is dropped, the other kept and checked.
+        assert await connection.fetchval("SELECT array_agg(user_id) FROM processed_per_minute") == [
+            user_id
+        ]
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await connection.execute(count_for, user_id + 2000)
+        await run_migration(empty_database, "0009")
+        await connection.execute(count_for, user_id + 2000)
     finally:
         await connection.close()
 

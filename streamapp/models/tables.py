@@ -113,7 +113,9 @@ processed_per_minute = sa.Table(
     "processed_per_minute",
     metadata,
     sa.Column("minute", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    # No foreign key (migration 0009): the worker writes only its moved applications' users,
+    # and a key check per new (minute, user) pair cost two fifths of its batch statement.
+    sa.Column("user_id", sa.Integer, nullable=False),
     sa.Column("processed", sa.Integer, nullable=False),
     sa.PrimaryKeyConstraint("minute", "user_id"),
 )

@@ -22,6 +22,10 @@ PROCESSED_CHANNEL = "applications_processed"
 # time zone), the key of the per-minute counts.
 MINUTE_OF_CREATION = "date_bin('1 minute', created_at, timestamptz 'epoch')"
 
+# Minutes older than this are pruned (`_PRUNE_MINUTES_SQL`): a batch of old applications (a
+# replayed topic, a backlog hours deep) does not count them only to have them deleted.
+FIRST_KEPT_MINUTE = f"now() - interval '{MINUTES_KEPT_IN_DATABASE} minutes'"
+
 # One statement per batch: move what is still new, add it to the counters of its users and to
 # the processed total, and return the counters of every user the batch named or moved (moved
 # or not, so a table that missed an update after a crash is set right by a redelivery), with
@@ -44,7 +48,9 @@ WITH moved AS (
     UPDATE totals SET value = totals.value + (SELECT count(*) FROM moved)
     WHERE totals.name = '{PROCESSED_TOTAL}' AND EXISTS (SELECT 1 FROM moved)
 ), per_minute AS (
-    SELECT {MINUTE_OF_CREATION} AS minute, user_id, count(*) AS n FROM moved GROUP BY 1, 2
+    SELECT * FROM (
+        SELECT {MINUTE_OF_CREATION} AS minute, user_id, count(*) AS n FROM moved GROUP BY 1, 2
+    ) AS counted_minutes WHERE minute >= {FIRST_KEPT_MINUTE}
 ), minutes_counted AS (
     INSERT INTO processed_per_minute AS kept (minute, user_id, processed)
     SELECT minute, user_id, n FROM per_minute
@@ -84,8 +90,7 @@ FROM (SELECT) AS always_one_row LEFT JOIN (
 
 # Minutes older than the database keeps (the stream table keeps one hour of them).
 _PRUNE_MINUTES_SQL = f"""
-DELETE FROM processed_per_minute
-WHERE minute < now() - interval '{MINUTES_KEPT_IN_DATABASE} minutes'
+DELETE FROM processed_per_minute WHERE minute < {FIRST_KEPT_MINUTE}
 """  # noqa: S608 (fixed pieces)
 
 
