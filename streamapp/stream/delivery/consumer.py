@@ -62,6 +62,10 @@ logger = logging.getLogger(__name__)
 # fetch jumped on is known to have lost records: it is read again as soon as it is stuck.
 STUCK_SECONDS = 5.0
 
+# The longest a fetch waiting for records goes without looking at the partitions it is asked
+# for again (an idle worker's fetch loop wakes this often, in its consumer thread only).
+RESUME_CHECK = 0.025
+
 # What a fetch returns: each partition's records, in offset order.
 Records = dict[TP, list[Any]]
 
@@ -217,7 +221,8 @@ class Consumer(driver.Consumer):
 
 
 class ConsumerThread(driver.AIOKafkaConsumerThread):
-    """Faust's aiokafka consumer thread, whose fetches return only what is still wanted."""
+    """Faust's aiokafka consumer thread, whose fetches return only what is still wanted, and
+    see partitions resumed while they wait."""
 
     @override
     async def _fetch_records(
@@ -227,11 +232,39 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         timeout: float | None = None,
         max_records: int | None = None,
     ) -> Records:
-        records = await super()._fetch_records(
-            consumer, active_partitions, timeout=timeout, max_records=max_records
-        )
+        records = await self._fetch_in_slices(consumer, active_partitions, timeout, max_records)
         wanted = active_partitions | self.consumer._buffered_partitions
         return rewind_unwanted(consumer, dict(records), wanted)
+
+    async def _fetch_in_slices(
+        self,
+        consumer: AIOKafkaConsumer,
+        active_partitions: set[TP],
+        timeout: float | None,
+        max_records: int | None,
+    ) -> Records:
+        """Faust's fetch, its wait cut into slices of RESUME_CHECK seconds.
+
+        aiokafka's wait for records ends when new ones arrive or at its timeout (a second):
+        records it already holds for a partition Faust resumes meanwhile (its stream buffer
+        drained: Faust adds it to this same set) do not end it. So a worker draining a
+        backlog stood idle for up to a second with records in hand each time its buffer
+        had filled, for a third of the drain. Each slice asks again, for the set as it is.
+        """
+        if not timeout:
+            return await super()._fetch_records(consumer, active_partitions, timeout, max_records)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            records = await super()._fetch_records(
+                consumer,
+                active_partitions,
+                timeout=max(min(RESUME_CHECK, left), 0.0),
+                max_records=max_records,
+            )
+            # (Without flow Faust's fetch returns at once: nothing to wait for then.)
+            if records or left <= RESUME_CHECK or not self.consumer.flow_active:
+                return records
 
 
 def rewind_unwanted(consumer: AIOKafkaConsumer, records: Records, wanted: Set[TP]) -> Records:

@@ -4,6 +4,8 @@ again."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -105,3 +107,46 @@ async def test_a_fetch_spanning_a_rebalance_hands_over_nothing(
     assert [await reading_both.position(tp) for tp in two_partitions] == [0, 0]
     again = await fetch_all(reading_both, expected=10)
     assert {tp: len(batch) for tp, batch in again.items()} == dict.fromkeys(two_partitions, 5)
+
+
+@pytest.fixture
+async def records_in_the_second(bootstrap_servers: str) -> tuple[TopicPartition, ...]:
+    """A new topic of two partitions, five records in the second only."""
+    name = f"resume-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bootstrap_servers, [TopicSpec(name, partitions=2)])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
+    await producer.start()
+    try:
+        for n in range(5):
+            await producer.send_and_wait(name, f"1-{n}".encode(), partition=1)
+    finally:
+        await producer.stop()
+    return TopicPartition(name, 0), TopicPartition(name, 1)
+
+
+async def test_a_waiting_fetch_hands_over_a_partition_resumed_meanwhile(
+    feed: Feed, bootstrap_servers: str, records_in_the_second: tuple[TopicPartition, ...]
+) -> None:
+    """Faust resumes a partition whose stream buffer drained by adding it to the set a
+    fetch already waits on; records already fetched for it must end that wait."""
+    empty, held = records_in_the_second
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        consumer.assign([empty, held])
+        await consumer.seek_to_beginning(empty, held)
+        # aiokafka fetches both in the background; only the empty one is asked for.
+        assert await consumer._fetcher.fetched_records({empty}, timeout=1.0) == {}
+        thread = feed.consumer._new_consumer_thread()
+        active = {empty}
+        asyncio.get_running_loop().call_later(0.2, active.add, held)  # the buffer drained
+
+        started = time.monotonic()
+        fetched = await thread._fetch_records(consumer, active, timeout=10.0)
+
+        assert time.monotonic() - started < 1.0
+        assert [record.value for record in fetched[held]] == [f"1-{n}".encode() for n in range(5)]
+    finally:
+        await consumer.stop()
