@@ -240,7 +240,7 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         self,
         consumer: AIOKafkaConsumer,
         active_partitions: set[TP],
-        timeout: float | None,
+        wait: float | None,
         max_records: int | None,
     ) -> Records:
         """Faust's fetch, its wait cut into slices of RESUME_CHECK seconds.
@@ -251,9 +251,9 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         backlog stood idle for up to a second with records in hand each time its buffer
         had filled, for a third of the drain. Each slice asks again, for the set as it is.
         """
-        if not timeout:
-            return await super()._fetch_records(consumer, active_partitions, timeout, max_records)
-        deadline = time.monotonic() + timeout
+        if not wait:
+            return await super()._fetch_records(consumer, active_partitions, wait, max_records)
+        deadline = time.monotonic() + wait
         while True:
             left = deadline - time.monotonic()
             records = await super()._fetch_records(
