@@ -42,7 +42,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Set
+from collections.abc import Iterable, Mapping, Set
 from types import CoroutineType
 from typing import Any
 
@@ -242,7 +242,7 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         active_partitions: set[TP],
         wait: float | None,
         max_records: int | None,
-    ) -> Records:
+    ) -> Mapping[TP, list[Any]]:
         """Faust's fetch, its wait cut into slices of RESUME_CHECK seconds.
 
         aiokafka's wait for records ends when new ones arrive or at its timeout (a second):
