@@ -17,20 +17,27 @@ from streamapp.stream.topics import TopicSpec, ensure_topics
 from tests.stream.delivery.conftest import Feed
 
 
-@pytest.fixture
-async def two_partitions(bootstrap_servers: str) -> tuple[TopicPartition, ...]:
-    """A new topic of two partitions with five records in each."""
-    name = f"rewind-{uuid.uuid4().hex[:8]}"
+async def new_topic(
+    bootstrap_servers: str, *, filled: tuple[int, ...]
+) -> tuple[TopicPartition, ...]:
+    """A new topic of two partitions, five records ("partition-n") in each of `filled`."""
+    name = f"fetch-{uuid.uuid4().hex[:8]}"
     await ensure_topics(bootstrap_servers, [TopicSpec(name, partitions=2)])
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
     await producer.start()
     try:
-        for partition in (0, 1):
+        for partition in filled:
             for n in range(5):
                 await producer.send_and_wait(name, f"{partition}-{n}".encode(), partition=partition)
     finally:
         await producer.stop()
     return TopicPartition(name, 0), TopicPartition(name, 1)
+
+
+@pytest.fixture
+async def two_partitions(bootstrap_servers: str) -> tuple[TopicPartition, ...]:
+    """A new topic of two partitions with five records in each."""
+    return await new_topic(bootstrap_servers, filled=(0, 1))
 
 
 @pytest.fixture
@@ -112,16 +119,7 @@ async def test_a_fetch_spanning_a_rebalance_hands_over_nothing(
 @pytest.fixture
 async def records_in_the_second(bootstrap_servers: str) -> tuple[TopicPartition, ...]:
     """A new topic of two partitions, five records in the second only."""
-    name = f"resume-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(bootstrap_servers, [TopicSpec(name, partitions=2)])
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
-    await producer.start()
-    try:
-        for n in range(5):
-            await producer.send_and_wait(name, f"1-{n}".encode(), partition=1)
-    finally:
-        await producer.stop()
-    return TopicPartition(name, 0), TopicPartition(name, 1)
+    return await new_topic(bootstrap_servers, filled=(1,))
 
 
 async def test_a_waiting_fetch_hands_over_a_partition_resumed_meanwhile(
