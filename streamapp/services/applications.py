@@ -34,7 +34,10 @@ EVENT_JSON = "jsonb_build_object({})".format(", ".join(f"'{f}', {f}" for f in EV
 # its request by position. New users and keyed applications are inserted in key order, so two
 # concurrent batches always take their unique-index locks in the same order (no deadlock).
 # A row is missing from the result when its Idempotency-Key is taken (or repeated in the
-# batch), or when a concurrent statement created its new user meanwhile.
+# batch), or when a concurrent statement created its new user meanwhile. Each name is looked
+# up on its own (OFFSET 0 keeps the lookup from being merged into a join): the API runs generic
+# plans (streamapp.db.GENERIC_PLANS), which guess 100 names per statement and would read a
+# small users table in full, dead row versions and all, rather than probe its index.
 _CREATE_SQL = f"""
 WITH input AS MATERIALIZED (
     SELECT nextval(pg_get_serial_sequence('applications', 'id'))::integer AS id, i.*
@@ -44,7 +47,9 @@ WITH input AS MATERIALIZED (
 ), named AS (
     SELECT DISTINCT user_name FROM input
 ), existing_user AS (
-    SELECT users.id, users.user_name FROM users JOIN named USING (user_name)
+    SELECT found.* FROM named CROSS JOIN LATERAL (
+        SELECT id, user_name FROM users WHERE users.user_name = named.user_name OFFSET 0
+    ) AS found
 ), new_user AS (
     INSERT INTO users (user_name)
     SELECT user_name FROM named
@@ -87,10 +92,10 @@ WHERE a.idempotency_key = $1
 # The listings: ids by index (a keyset below `before`, or an offset), then their rows. The
 # total is one user's processed count plus their applications still new, or the processed
 # total plus every application still new: counters and a small partial index, never a scan.
-_ROWS = f"""
+_ROW = f"""
 SELECT a.id, a.user_id, u.user_name, a.description, a.status,
        {iso_timestamp("a.created_at")}, {iso_timestamp("a.processed_at")}
-FROM page JOIN applications AS a ON a.id = page.id JOIN users AS u ON u.id = a.user_id
+FROM applications AS a JOIN users AS u ON u.id = a.user_id WHERE a.id = page.id
 """  # noqa: S608
 _TOTAL_OF_ONE = f"""
 SELECT users.id AS user_id, users.processed_count + (
@@ -105,13 +110,13 @@ PAGE_OF_ALL_SQL = page_sql(
              + (SELECT count(*) FROM applications WHERE status = '{STATUS_NEW}') AS total
     """,  # noqa: S608
     ids="SELECT id FROM applications WHERE id < $1",
-    rows=_ROWS,
+    row=_ROW,
 )
 _PAGE_BY_USER_ID_SQL = page_sql(
-    total=_TOTAL_OF_ONE.format(match="users.id = $4"), ids=_OF_ONE, rows=_ROWS
+    total=_TOTAL_OF_ONE.format(match="users.id = $4"), ids=_OF_ONE, row=_ROW
 )
 _PAGE_BY_USER_NAME_SQL = page_sql(
-    total=_TOTAL_OF_ONE.format(match="users.user_name = $4"), ids=_OF_ONE, rows=_ROWS
+    total=_TOTAL_OF_ONE.format(match="users.user_name = $4"), ids=_OF_ONE, row=_ROW
 )
 
 # Attempts at the create statement: a second one is needed only when a concurrent request

@@ -46,16 +46,19 @@ FROM applications AS a JOIN users AS u ON u.id = a.user_id
 ORDER BY a.id DESC LIMIT {LATEST}
 """  # noqa: S608
 # The users of the latest applications and the busiest ones.
+# Each user is looked up on its own (see streamapp.services.paging on OFFSET 0).
 _USERS_SQL = f"""
-SELECT user_name, processed_count AS processed, {iso_timestamp("last_processed_at")}
-FROM users WHERE id IN (
+SELECT shown.* FROM (
     SELECT user_id FROM (SELECT user_id FROM applications ORDER BY id DESC LIMIT {LATEST}) AS a
     UNION
     SELECT id FROM (
         SELECT id FROM users ORDER BY processed_count DESC, id DESC LIMIT {BUSIEST_USERS}
     ) AS b
-)
-ORDER BY processed_count DESC, user_name
+) AS listed (id) CROSS JOIN LATERAL (
+    SELECT user_name, processed_count AS processed, {iso_timestamp("last_processed_at")}
+    FROM users WHERE users.id = listed.id OFFSET 0
+) AS shown
+ORDER BY processed DESC, user_name
 """  # noqa: S608
 _MINUTES_SQL = """
 SELECT extract(epoch FROM minute)::float8 AS start, sum(processed)::bigint AS processed

@@ -96,10 +96,14 @@ SELECT count(*) AS size,
 FROM outbox WHERE published_at IS NULL
 """
 _MARK_PUBLISHED_SQL = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+# The rows are found by a scan (no index orders them by age; the oldest lead the table) and
+# deleted by id; a row re-armed for redelivery meanwhile (published_at reset) is kept.
 _PRUNE_SQL = """
-DELETE FROM outbox WHERE id IN (
+DELETE FROM outbox
+WHERE id = ANY(ARRAY(
     SELECT id FROM outbox WHERE published_at < now() - make_interval(secs => $1) LIMIT $2
-)
+))
+AND published_at < now() - make_interval(secs => $1)
 """
 # Re-arms the outbox row of an application still `new` long after its event was published;
 # the relay then sends it again. Each further redelivery of the same row waits twice as long,

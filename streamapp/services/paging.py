@@ -14,10 +14,16 @@ from typing import Any
 NEWEST = 2**31 - 1  # above every id: where the first page starts
 
 # $1: ids below this; $2: page size; $3: rows to skip. {ids} selects the ids of the rows in
-# order (with those three), {rows} their columns from `page`, {total} the listing's total.
+# order (with those three), {row} the columns of the one row whose id is `page.id`, {total}
+# the listing's total. Each row is looked up on its own (a lateral subquery that OFFSET 0
+# keeps from being merged into a join), so the plan is the same whatever the planner guesses
+# of the page's size: the API's connections reuse one generic plan per statement instead of
+# planning each execution, and a generic plan that joined a guessed tenth of the table by hash
+# would read all of it.
 _PAGE_SQL = """
 WITH total AS ({total}), page AS ({ids} ORDER BY id DESC LIMIT $2 + 1 OFFSET $3),
-listed AS ({rows}), shown AS (SELECT * FROM listed ORDER BY id DESC LIMIT $2)
+listed AS (SELECT listed.* FROM page CROSS JOIN LATERAL ({row} OFFSET 0) AS listed),
+shown AS (SELECT * FROM listed ORDER BY id DESC LIMIT $2)
 SELECT total.total,
        (SELECT coalesce(json_agg(shown ORDER BY shown.id DESC), '[]') FROM shown)::text AS items,
        (SELECT min(id) FROM shown) AS last_id,
@@ -34,9 +40,9 @@ def iso_timestamp(column: str) -> str:
     )
 
 
-def page_sql(*, total: str, ids: str, rows: str) -> str:
+def page_sql(*, total: str, ids: str, row: str) -> str:
     """Return a listing query from its three parts (see `_PAGE_SQL`)."""
-    return _PAGE_SQL.format(total=total, ids=ids, rows=rows)
+    return _PAGE_SQL.format(total=total, ids=ids, row=row)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,9 @@ from streamapp.services.paging import NEWEST, Slice, iso_timestamp, page_sql, sl
 _PAGE_SQL = page_sql(
     total="SELECT value AS total FROM totals WHERE name = 'users'",
     ids="SELECT id FROM users WHERE id < $1",
-    rows=f"""
+    row=f"""
         SELECT u.id, u.user_name, u.email, u.phone, {iso_timestamp("u.created_at")}
-        FROM page JOIN users AS u ON u.id = page.id
+        FROM users AS u WHERE u.id = page.id
     """,  # noqa: S608
 )
 

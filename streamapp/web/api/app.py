@@ -43,7 +43,7 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
     from streamapp.stream.producer import ProducerRunner
 
     settings: Settings = api.state.settings
-    db = create_database(settings, pool_timeout=settings.db_pool_timeout)
+    db = create_database(settings, pool_timeout=settings.db_pool_timeout, generic_plans=True)
     try:
         await connect(db)
     except CannotConnect as exc:
