@@ -32,6 +32,11 @@ SELECT {COLUMNS} FROM applications AS a JOIN users AS u ON u.id = a.user_id
 WHERE a.id < $1 AND u.user_name = $3 ORDER BY a.id DESC LIMIT $2
 """
 IDS_SQL = "SELECT id FROM applications ORDER BY id DESC OFFSET $1 LIMIT $2"
+# The plain offset query for a page of rows on the one table (no user names, no total).
+ROWS_SQL = """
+SELECT id, user_id, description, status, created_at, processed_at
+FROM applications ORDER BY id DESC OFFSET $1 LIMIT $2
+"""
 OFFSET_SQL = f"""
 SELECT {COLUMNS} FROM applications AS a JOIN users AS u ON u.id = a.user_id
 ORDER BY a.id DESC LIMIT $1 OFFSET $2

@@ -5,8 +5,10 @@ Each size has a database of its own and an API on it, so the sizes are measured 
 round in turn, like a baseline and its figure, and the noise of the machine hits them alike.
 The deep pages are the same depth at every size (DEPTH rows below the newest): a page by
 number costs what its offset costs, so a depth growing with the table would measure the
-offset, not the table. A deep page by number is also timed against the plainest offset
-query there is, `SELECT id ... OFFSET LIMIT` on the one table (`/ids` of bench/baselines.py).
+offset, not the table. A deep page by number's statement is also timed against plain
+`OFFSET ... LIMIT` queries on the one table: for its rows (the target), and for ids alone (the
+first half of the page's own work, reported), on a connection that plans as the API's do; and
+its endpoint against a minimal one for the ids (`/ids` of bench/baselines.py).
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import time
 
 import asyncpg
 
-from bench.baselines import IDS_SQL
+from bench.baselines import IDS_SQL, ROWS_SQL
 from bench.scaling import Drain, timed_drain
 from bench.scenarios import Figure, Sizes, _publish_backlog, _reset
 from bench.stack import BaselineServer, Stack, fetch_value, running, start_api, vacuum, wrk
+from streamapp.db import GENERIC_PLANS
 from streamapp.services.applications import PAGE_OF_ALL_SQL
 from streamapp.services.generator import Plan, generate
 from streamapp.services.paging import NEWEST
@@ -63,7 +66,7 @@ async def growth(stack: Stack, sizes: Sizes) -> list[Figure]:
     largest = sizes.growth_sizes[-1]
     depth = min(DEPTH, sizes.growth_sizes[0] // 2)
     # Before any POST: the page's total counts the applications still new (none yet).
-    page, plain_statement = await _statements_per_second(urls[largest], depth, sizes.growth_rounds)
+    statements = await _statements_per_second(urls[largest], depth, sizes.growth_rounds)
     rates = await _operations(stack, urls, sizes)
     plain = rates.pop(PLAIN_OFFSET)
     figures = [_size_figure(name, per_size, sizes.growth_sizes) for name, per_size in rates.items()]
@@ -71,9 +74,17 @@ async def growth(stack: Stack, sizes: Sizes) -> list[Figure]:
         Figure(
             f"a deep page by number's statement at {largest:,} rows, against a plain OFFSET",
             "statements/s",
-            page,
-            plain_statement,
+            statements["page"],
+            statements["rows"],
             1.0,
+            baseline_name="SELECT the rows ... OFFSET LIMIT on the one table, same connection",
+        ),
+        Figure(
+            f"a deep page by number's statement at {largest:,} rows, against OFFSET for ids only",
+            "statements/s",
+            statements["page"],
+            statements["ids"],
+            None,
             baseline_name="SELECT id ... OFFSET LIMIT on the one table, same connection",
         ),
         Figure(
@@ -136,17 +147,17 @@ def _rotated(items: list[int], by: int) -> list[int]:
     return items[by:] + items[:by]
 
 
-async def _statements_per_second(
-    url: str, depth: int, rounds: int
-) -> tuple[list[float], list[float]]:
-    """The deep page by number's statement against the plain offset query, run in turn on one
-    connection: what the page costs the database, without either server's overhead."""
+async def _statements_per_second(url: str, depth: int, rounds: int) -> dict[str, list[float]]:
+    """The deep page by number's statement against the plain offset queries, run in turn on
+    one connection that plans as the API's do: what the page costs the database, without
+    either server's overhead."""
     statements = {
         "page": (PAGE_OF_ALL_SQL, (NEWEST, PAGE_SIZE, depth - PAGE_SIZE)),
-        "plain": (IDS_SQL, (depth - PAGE_SIZE, PAGE_SIZE)),
+        "rows": (ROWS_SQL, (depth - PAGE_SIZE, PAGE_SIZE)),
+        "ids": (IDS_SQL, (depth - PAGE_SIZE, PAGE_SIZE)),
     }
     rates: dict[str, list[float]] = {name: [] for name in statements}
-    connection = await asyncpg.connect(url)
+    connection = await asyncpg.connect(url, server_settings=GENERIC_PLANS)
     try:
         for _ in range(rounds):
             for name, (sql, arguments) in statements.items():
@@ -157,7 +168,7 @@ async def _statements_per_second(
                 rates[name].append(count / (time.perf_counter() - started))
     finally:
         await connection.close()
-    return rates["page"], rates["plain"]
+    return rates
 
 
 def _size_figure(name: str, per_size: dict[int, list[float]], sizes: tuple[int, ...]) -> Figure:
