@@ -90,7 +90,6 @@ def create_database(
     `generic_plans`, each prepared statement is planned once per connection rather than at
     every execution (see `GENERIC_PLANS`)."""
     dsn = settings.asyncpg_dsn
-    server_settings = {"timezone": "UTC"} | (GENERIC_PLANS if generic_plans else {})
     return Database(
         dsn,
         pool_timeout=pool_timeout,
@@ -103,7 +102,16 @@ def create_database(
         # A host cut off does not refuse: without a bound, a connect waits for asyncpg's 60 s.
         timeout=settings.db_connect_timeout,
         reset=_keep_session,
-        server_settings=server_settings,
+        init=_plan_once if generic_plans else None,
+        server_settings={"timezone": "UTC"},
+    )
+
+
+async def _plan_once(connection: Any) -> None:
+    """Apply GENERIC_PLANS to a new pooled connection. With SET, not in the startup packet:
+    PgBouncer refuses a connection whose startup packet names a parameter it does not track."""
+    await connection.execute(
+        "; ".join(f"SET {name} = {value}" for name, value in GENERIC_PLANS.items())
     )
 
 
