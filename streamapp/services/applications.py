@@ -36,7 +36,7 @@ EVENT_JSON = "jsonb_build_object({})".format(", ".join(f"'{f}', {f}" for f in EV
 # A row is missing from the result when its Idempotency-Key is taken (or repeated in the
 # batch), or when a concurrent statement created its new user meanwhile. Each name is looked
 # up on its own (OFFSET 0 keeps the lookup from being merged into a join): the API runs generic
-# plans (streamapp.db.GENERIC_PLANS), which guess 100 names per statement and would read a
+# plans (streamapp.db.GENERIC_PLANS), which guess ten names per statement and would read a
 # small users table in full, dead row versions and all, rather than probe its index.
 _CREATE_SQL = f"""
 WITH input AS MATERIALIZED (

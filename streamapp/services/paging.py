@@ -22,7 +22,7 @@ NEWEST = 2**31 - 1  # above every id: where the first page starts
 # would read all of it.
 _PAGE_SQL = """
 WITH total AS ({total}), page AS ({ids} ORDER BY id DESC LIMIT $2 + 1 OFFSET $3),
-listed AS (SELECT listed.* FROM page CROSS JOIN LATERAL ({row} OFFSET 0) AS listed),
+listed AS (SELECT found.* FROM page CROSS JOIN LATERAL ({row} OFFSET 0) AS found),
 shown AS (SELECT * FROM listed ORDER BY id DESC LIMIT $2)
 SELECT total.total,
        (SELECT coalesce(json_agg(shown ORDER BY shown.id DESC), '[]') FROM shown)::text AS items,
