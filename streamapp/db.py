@@ -80,6 +80,7 @@ class _BoundedConnection(Connection):
 # statements are written so that their plans are index look-ups and ranges whatever the
 # guessed sizes; tests/services/test_generic_plans.py holds each to it.
 GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
+_SET_GENERIC_PLANS = "; ".join(f"SET {name} = {value}" for name, value in GENERIC_PLANS.items())
 
 
 def create_database(
@@ -110,9 +111,7 @@ def create_database(
 async def _plan_once(connection: Any) -> None:
     """Apply GENERIC_PLANS to a new pooled connection. With SET, not in the startup packet:
     PgBouncer refuses a connection whose startup packet names a parameter it does not track."""
-    await connection.execute(
-        "; ".join(f"SET {name} = {value}" for name, value in GENERIC_PLANS.items())
-    )
+    await connection.execute(_SET_GENERIC_PLANS)
 
 
 async def _keep_session(connection: Any) -> None:

@@ -63,8 +63,14 @@ async def database(
     request: pytest.FixtureRequest, postgres: PostgresServer
 ) -> AsyncIterator[asyncpg.Connection]:
     """A new database, migrated: empty and never analyzed, or large and analyzed."""
-    async with _database(postgres, populate=request.param == "large") as connection:
-        yield connection
+    url = await postgres.create_database()
+    await asyncio.to_thread(migrate.upgrade, url)
+    if request.param == "large":
+        await _populate(url)
+    connection = await asyncpg.connect(url, server_settings=GENERIC_PLANS)
+    yield connection
+    await connection.close()
+    await postgres.drop_database(url)
 
 
 @pytest.mark.parametrize("name", list(STATEMENTS))
@@ -87,23 +93,6 @@ async def test_only_the_api_pool_plans_so(database_url: str) -> None:
             assert {name: await db.fetch_val(f"SHOW {name}") for name in defaults} == expected
         finally:
             await db.disconnect()
-
-
-class _database:
-    def __init__(self, postgres: PostgresServer, *, populate: bool = False) -> None:
-        self._postgres, self._populate = postgres, populate
-
-    async def __aenter__(self) -> asyncpg.Connection:
-        self._url = await self._postgres.create_database()
-        await asyncio.to_thread(migrate.upgrade, self._url)
-        if self._populate:
-            await _populate(self._url)
-        self._connection = await asyncpg.connect(self._url, server_settings=GENERIC_PLANS)
-        return self._connection
-
-    async def __aexit__(self, *_: object) -> None:
-        await self._connection.close()
-        await self._postgres.drop_database(self._url)
 
 
 async def _populate(url: str) -> None:
