@@ -22,27 +22,37 @@ def serving(api: Api, clients: int = 20) -> set[int]:
     try:
         for session in sessions:
             session.get("/healthz").raise_for_status()
-        return {
-            child.pid
-            for child in children_of(api)
-            if any(c.laddr.port == api.port for c in child.net_connections("tcp") if c.raddr)
-        }
+        return {child.pid for child in children_of(api) if holds_a_connection(child, api.port)}
     finally:
         for session in sessions:
             session.close()
 
 
+def holds_a_connection(child: psutil.Process, port: int) -> bool:
+    try:
+        return any(c.laddr.port == port for c in child.net_connections("tcp") if c.raddr)
+    except psutil.NoSuchProcess:  # exited since it was listed
+        return False
+
+
 def children_of(api: Api) -> list[psutil.Process]:
-    """The API processes (not multiprocessing's resource tracker)."""
+    """The live API processes (not multiprocessing's resource tracker)."""
     assert api.process is not None
     found = []
     for child in psutil.Process(api.process.pid).children():
         try:
             if "spawn_main" in " ".join(child.cmdline()):
                 found.append(child)
-        except psutil.ZombieProcess:  # dead, not yet reaped
+        except psutil.NoSuchProcess:  # a zombie, or reaped since it was listed
             pass
     return found
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def post(api: Api, user_name: str, description: str) -> int:
@@ -77,7 +87,7 @@ async def test_two_processes_serve_one_port_and_stop_together(
         assert api.process is not None
         os.kill(api.process.pid, signal.SIGTERM)
         assert api.process.wait(timeout=60) == 0
-        assert not any(child.is_running() and child.status() != "zombie" for child in children)
+        assert not any(alive(child) for child in children)
     finally:
         api.stop()
     stored = (
