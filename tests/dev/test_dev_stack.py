@@ -20,7 +20,7 @@ import httpx
 import psutil
 
 from streamapp.dev.processes import port_is_open
-from tools.stack.processes import free_ports, wait_for
+from tools.stack.processes import alive, free_ports, wait_for
 
 APPLICATIONS = 20
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class DevStack:
         return f"http://127.0.0.1:{self.api_port}"
 
     def leftovers(self) -> list[psutil.Process]:
-        return [c for c in self.children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+        return [c for c in self.children if alive(c)]
 
 
 @contextmanager

@@ -18,6 +18,8 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from streamapp.config import Settings
 from streamapp.dev.processes import LoggedProcess
 from streamapp.stream.topics import NEW_APPLICATIONS
@@ -184,6 +186,14 @@ def api_and_worker(env: dict[str, str]) -> Iterator[tuple[Api, Worker]]:
     finally:
         api.stop()
         worker.stop()
+
+
+def alive(process: psutil.Process) -> bool:
+    """Running and not a zombie; a process gone between two looks at it is not alive."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def free_ports(count: int) -> int:

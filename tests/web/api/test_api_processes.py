@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import psutil
 
-from tools.stack.processes import Api, child_env, free_ports, wait_for
+from tools.stack.processes import Api, alive, child_env, free_ports, wait_for
 
 
 def serving(api: Api, clients: int = 20) -> set[int]:
@@ -46,13 +46,6 @@ def children_of(api: Api) -> list[psutil.Process]:
         except psutil.NoSuchProcess:  # a zombie, or reaped since it was listed
             pass
     return found
-
-
-def alive(process: psutil.Process) -> bool:
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def post(api: Api, user_name: str, description: str) -> int:
