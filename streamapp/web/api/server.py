@@ -28,9 +28,12 @@ from typing_extensions import override
 
 from streamapp.config import Settings
 from streamapp.web.api.app import create_api
+from streamapp.web.api.listener import BatchListener, bind
 
 logger = logging.getLogger(__name__)
 
+# uvicorn's exit code for a start that failed.
+STARTUP_FAILURE = 3
 # The open-file limit raise_open_file_limit asks for when the hard limit is unlimited.
 _MOST_OPEN_FILES = 65_536
 
@@ -41,6 +44,7 @@ class DrainingServer(uvicorn.Server):
         self._api = api
         self._drain_seconds = drain_seconds
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._listeners: list[BatchListener] = []
 
     @override
     async def serve(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
@@ -48,7 +52,35 @@ class DrainingServer(uvicorn.Server):
         await super().serve(sockets)  # type: ignore[arg-type]
 
     @override
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start the app, then take connections on `sockets` (bound, not yet listening), or
+        on host:port, in batches (see streamapp.web.api.listener)."""
+        bound = self._bind() if sockets is None else sockets
+        await super().startup(sockets=[])  # the lifespan only: no listener of uvicorn's
+        for sock in bound:
+            sock.listen(self.config.backlog)
+            self._listeners.append(BatchListener(sock, self._new_protocol, self.config.backlog))
+        if sockets is None:
+            self._log_started_message(bound)
+
+    def _bind(self) -> list[socket.socket]:
+        """Bound before the app starts: a port in use fails the start at once."""
+        try:
+            return bind(self.config.host, self.config.port)
+        except OSError as exc:
+            logger.error("cannot listen on %s:%d: %s", self.config.host, self.config.port, exc)
+            raise SystemExit(STARTUP_FAILURE) from None
+
+    def _new_protocol(self) -> asyncio.Protocol:
+        protocol: asyncio.Protocol = self.config.http_protocol_class(  # type: ignore[call-arg]
+            config=self.config, server_state=self.server_state, app_state=self.lifespan.state
+        )
+        return protocol
+
+    @override
     async def shutdown(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+        for listener in self._listeners:
+            listener.close()
         # Event streams never end by themselves: end them, or the wait for open connections
         # would last the whole shutdown timeout.
         dashboard = getattr(self._api.state, "dashboard", None)
@@ -207,13 +239,9 @@ def _serve_in_child(host: str, port: int, parent: int) -> None:
     settings = get_settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
     threading.Thread(target=_stop_with, args=(parent,), daemon=True).start()
-    listening = reuse_port_socket(host, port)
-    listening.listen(_BACKLOG)
-    _server(settings, host, port).run(sockets=[listening])
-
-
-# As uvicorn's default.
-_BACKLOG = 2048
+    # Listening once the app has started (DrainingServer.startup): until then the kernel
+    # gives the port's new connections to the other processes.
+    _server(settings, host, port).run(sockets=[reuse_port_socket(host, port)])
 
 
 def _stop_with(parent: int) -> None:
