@@ -18,7 +18,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from streamapp.metrics import REQUESTS_SHED
-from streamapp.web.api.shedding import ConcurrencyLimit
+from streamapp.web.api.shedding import ConcurrencyLimit, Turns
 
 LIMIT = 2
 QUEUE_TIMEOUT = 0.3
@@ -132,6 +132,31 @@ async def test_turns_go_back_after_errors_and_refusals(
         await asyncio.gather(*in_progress)
         route.served.clear()
     assert (await client.get("/held")).status_code == 200
+
+
+async def test_expired_waits_leave_the_queue_and_no_turn_is_lost() -> None:
+    turns = Turns(1)
+    assert turns.take()
+    # A flood's waits, all expired while the one turn stayed taken.
+    assert not any(await asyncio.gather(*(turns.wait(0.05) for _ in range(1000))))
+    assert len(turns._waiting) == 0  # none kept for the rest of the flood
+    turns.give_back()
+    assert turns.take()
+    assert not turns.take()
+
+
+async def test_a_turn_handed_to_a_cancelled_wait_goes_to_the_next() -> None:
+    turns = Turns(1)
+    assert turns.take()
+    first = asyncio.create_task(turns.wait(5))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(turns.wait(5))
+    await asyncio.sleep(0)
+    turns.give_back()  # to the newest: second
+    second.cancel()  # cancelled before it could use the turn
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert await asyncio.wait_for(first, 1) is True
 
 
 def test_the_api_lifts_its_open_file_limit_to_the_hard_one() -> None:
