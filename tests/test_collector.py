@@ -23,8 +23,8 @@ def test_the_start_is_kept_out_of_later_collections_and_the_young_collected_less
     gc.unfreeze()
     started = object.__new__(type("Started", (), {}))  # a tracked object made at the start
 
-    collector.settle_worker_after_start()
+    collector.settle_after_start()
 
     assert gc.get_freeze_count() > 0
     assert not gc.is_tracked(started) or started not in gc.get_objects()
-    assert gc.get_threshold()[0] == collector.WORKER_YOUNG_THRESHOLD
+    assert gc.get_threshold()[0] == collector.YOUNG_THRESHOLD

@@ -83,7 +83,7 @@ class StreamApp(faust.App):
         except CannotConnect as exc:
             refuse_to_start(exc, own_process=not self.producer_only)
         if not self.producer_only:
-            collector.settle_worker_after_start()
+            collector.settle_after_start()
 
     @override
     def discover(

@@ -78,7 +78,7 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
     api.state.db, api.state.outbox, api.state.producer = db, outbox, producer
     api.state.filer = filer
     api.state.processed_feed, api.state.dashboard = feed, dashboard
-    collector.keep_start_out_of_collections()
+    collector.settle_after_start()
     logger.info("API ready (version %s)", __version__)
     try:
         yield
