@@ -9,6 +9,8 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 from starlette.routing import Match
 
 from streamapp.db import UNAVAILABLE_ERRORS
@@ -64,8 +66,16 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", VALIDATION_FAILED, fields)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+# nginx's status for a request whose client left before its body was read: nobody reads the
+# answer, and the request metrics must not count it as the client's mistake.
+CLIENT_CLOSED_REQUEST = 499
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, ClientDisconnect):
+        # E.g. a flood's client gone while its request waited for a turn.
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     if exc.status_code == 400:
         # FastAPI's only 400: a body that is not JSON at all (not even UTF-8). A body that is
         # malformed JSON is a 422 naming `body`; this is the same mistake, answered alike.

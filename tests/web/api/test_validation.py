@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import httpx
 import pytest
+
+from streamapp.metrics import REQUEST_SECONDS
 
 LONG_NAME = "x" * 26
 LONG_TEXT = "y" * 256
@@ -180,6 +184,45 @@ async def test_a_body_that_is_not_utf8_json_is_422_naming_the_body(
 
     assert response.status_code == 422
     assert field_errors(response) == {"body": "not valid JSON in UTF-8"}
+
+
+async def test_a_client_gone_before_its_body_was_read_is_not_counted_as_its_mistake(
+    api: Any,
+) -> None:
+    """As when a flood's client leaves while its request waits for a turn: 499 (nginx's
+    client closed request) in the request metrics, not a 422."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/applications",
+        "raw_path": b"/applications",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"40")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("streamapp", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def gone() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    def counted(status: str) -> float:
+        return REQUEST_SECONDS.labels("POST", "/applications", status)._sum.get()
+
+    closed_before, invalid_before = counted("499"), counted("422")
+    await api(scope, gone, send)
+
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[0]["status"] == 499
+    assert counted("499") > closed_before
+    assert counted("422") == invalid_before
 
 
 @pytest.mark.parametrize(
