@@ -1,4 +1,4 @@
-"""Taking new connections in batches.
+"""Taking new connections in batches, and sending each answer in one piece.
 
 uvloop (libuv since 1.45) accepts one connection each time the listening socket polls
 readable, and under load each poll is one turn of an event loop busy with thousands of
@@ -8,6 +8,11 @@ while the API answered everybody else within one. Here every connection waiting 
 backlog) is taken at each poll, as asyncio's own loop does, and handed to the loop as an
 accepted socket: every client gets its turn, and the API's overload answers (503 at once)
 reach them all.
+
+Each connection's writes in one turn of the loop go out together (CoalescedWrites): uvicorn
+writes an answer's head and body apart, and uvloop sends each at once, two send() calls per
+answer. A/B, six alternating rounds at 32 connections: API CPU per POST 410 -> 389 us, per
+page 1 393 -> 355 us, page 1's p99 58-128 ms -> 18-50 ms.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ import errno
 import logging
 import socket
 from collections.abc import Callable
+from typing import Any
+
+from typing_extensions import override
 
 logger = logging.getLogger(__name__)
 
@@ -89,10 +97,13 @@ class BatchListener:
 
     def _serve(self, connection: socket.socket) -> None:
         task = self._loop.create_task(
-            self._loop.connect_accepted_socket(self._protocol_factory, connection)
+            self._loop.connect_accepted_socket(self._new_protocol, connection)
         )
         self._connecting.add(task)
         task.add_done_callback(self._connected)
+
+    def _new_protocol(self) -> asyncio.Protocol:
+        return WithCoalescedWrites(self._protocol_factory())
 
     def _connected(self, task: asyncio.Task[object]) -> None:
         self._connecting.discard(task)
@@ -111,3 +122,106 @@ class BatchListener:
         self._resume = None
         if self._sock.fileno() != -1:
             self._loop.add_reader(self._sock.fileno(), self._accept)
+
+
+class CoalescedWrites(asyncio.Transport):
+    """A transport whose writes made in one turn of the event loop go out in one system
+    call. uvicorn writes an answer's head and its body separately, and uvloop sends each at
+    once: two send() calls per answer."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes | bytearray | memoryview] = []
+
+    @override
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    @override
+    def writelines(self, list_of_data: Any) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    @override
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    @override
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    @override
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    @override
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    @override
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    @override
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    @override
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    @override
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    @override
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    @override
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    @override
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
+
+    @override
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
+
+    @override
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
+
+
+class WithCoalescedWrites(asyncio.Protocol):
+    """Serves a connection with `protocol`, handing it a CoalescedWrites transport."""
+
+    def __init__(self, protocol: asyncio.Protocol) -> None:
+        self._protocol = protocol
+        self.data_received = protocol.data_received  # type: ignore[method-assign]
+        self.eof_received = protocol.eof_received  # type: ignore[method-assign]
+        self.connection_lost = protocol.connection_lost  # type: ignore[method-assign]
+        self.pause_writing = protocol.pause_writing  # type: ignore[method-assign]
+        self.resume_writing = protocol.resume_writing  # type: ignore[method-assign]
+
+    @override
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport instances, but have its methods.
+        writes = CoalescedWrites(transport, asyncio.get_running_loop())  # type: ignore[arg-type]
+        self._protocol.connection_made(writes)

@@ -15,7 +15,7 @@ import pytest
 import uvloop
 from typing_extensions import override
 
-from streamapp.web.api.listener import RETRY_SECONDS, BatchListener, bind
+from streamapp.web.api.listener import RETRY_SECONDS, BatchListener, CoalescedWrites, bind
 
 WAITING = 200
 
@@ -125,3 +125,60 @@ def test_out_of_file_descriptors_pauses_accepting_then_takes_the_waiting() -> No
     assert int(after) == 4
     assert float(waited) <= RETRY_SECONDS + 0.5
     assert "cannot accept connections for now" in done.stderr
+
+
+class Recording(asyncio.Transport):
+    """What a transport was asked to do, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, bytes]] = []
+        self.closing = False
+
+    @override
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.calls.append(("write", bytes(data)))
+
+    @override
+    def close(self) -> None:
+        self.calls.append(("close", b""))
+        self.closing = True
+
+    @override
+    def abort(self) -> None:
+        self.calls.append(("abort", b""))
+        self.closing = True
+
+    @override
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+async def test_an_answers_writes_in_one_turn_go_out_as_one() -> None:
+    sent = Recording()
+    writes = CoalescedWrites(sent, asyncio.get_running_loop())
+
+    writes.write(b"HTTP/1.1 201 Created\r\n\r\n")
+    writes.write(b'{"id": 1}')
+    assert sent.calls == []  # not before the turn ends
+    await asyncio.sleep(0)
+    writes.write(b"next")
+    await asyncio.sleep(0)
+
+    assert sent.calls == [
+        ("write", b'HTTP/1.1 201 Created\r\n\r\n{"id": 1}'),
+        ("write", b"next"),  # a later turn's write (a stream's next event) is not held back
+    ]
+
+
+async def test_closing_sends_what_was_written_first_and_aborting_drops_it() -> None:
+    closed, aborted = Recording(), Recording()
+    loop = asyncio.get_running_loop()
+    for transport, end in ((closed, "close"), (aborted, "abort")):
+        writes = CoalescedWrites(transport, loop)
+        writes.write(b"413 and Connection: close")
+        getattr(writes, end)()
+    await asyncio.sleep(0)
+
+    assert closed.calls == [("write", b"413 and Connection: close"), ("close", b"")]
+    assert aborted.calls == [("abort", b"")]
