@@ -253,10 +253,3 @@ async def _stored(database_url: str, tag: str) -> int:
         return int(await connection.fetchval(sql, f"{tag} %"))
     finally:
         await connection.close()
-
-
-def _socket_errors(output: str) -> int:
-    found = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    return sum(int(n) for n in found.groups()) if found else 0
