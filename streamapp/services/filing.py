@@ -12,11 +12,15 @@ one bad row never fails the others, and every outcome is the one-row statement's
 
 Each stored application's event is queued for publishing as soon as it is committed, whether
 or not its request is still waiting for the answer.
+
+A statement of many runs in no request's context (its trace, its request id): it is not any
+one request's. An application stored on its own is stored in its request's context.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +58,8 @@ class _Filing:
     traceparent: str | None
     fingerprint: str | None
     answer: asyncio.Future[Created | Replayed] = field(repr=False)
+    # The request's context (its trace, its request id), for a statement of its own.
+    context: contextvars.Context = field(default_factory=contextvars.copy_context, repr=False)
 
     def resolve(self, result: Created | Replayed) -> None:
         if not self.answer.done():  # its request may have been cancelled meanwhile
@@ -108,7 +114,10 @@ class Filer:
         )
         self._waiting.append(filing)
         if len(self._running) < self._in_flight:
-            task = asyncio.create_task(self._store_waiting(), name="filer")
+            # Not in this request's context: the task stores other requests' filings too.
+            task = asyncio.create_task(
+                self._store_waiting(), name="filer", context=contextvars.Context()
+            )
             self._running.add(task)
             task.add_done_callback(self._running.discard)
         try:
@@ -154,7 +163,12 @@ class Filer:
                 self._filed(created)
                 filing.resolve(created)
         if alone:
-            await asyncio.gather(*(self._store_alone(filing) for filing in alone))
+            await asyncio.gather(
+                *(
+                    asyncio.create_task(self._store_alone(filing), context=filing.context)
+                    for filing in alone
+                )
+            )
 
     async def _insert(self, batch: Sequence[_Filing]) -> dict[int, Created]:
         """Store the batch in one statement; return what it stored, by position (from 1)."""

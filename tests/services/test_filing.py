@@ -14,6 +14,7 @@ from databases import Database
 
 from streamapp import migrate
 from streamapp.errors import IdempotencyKeyReused
+from streamapp.logs import current_request_id
 from streamapp.models.schemas import ApplicationCreate
 from streamapp.services.applications import Created, Replayed
 from streamapp.services.filing import Filer
@@ -176,3 +177,28 @@ async def test_a_filing_given_up_before_any_statement_took_it_is_never_stored(
     )
     assert sorted(row["description"] for row in stored) == ["held 1", "held 2"]
     assert len(published) == 2
+
+
+async def test_a_batch_runs_in_no_request_s_context_and_a_lone_filing_in_its_own(
+    filed: tuple[Filer, list[OutboxEvent]], user_name: str
+) -> None:
+    """The context (trace, request id) a statement runs in: a batch's is not the request's
+    that happened to start it (its trace would hold the other requests' statements)."""
+    filer, _ = filed
+    seen: dict[str, str | None] = {}  # description -> the request id its statement ran under
+    filer.add_listener(
+        lambda stored: seen.update({stored["description"]: current_request_id.get()})
+    )
+
+    async def file_as(request_id: str) -> Created | Replayed:
+        current_request_id.set(request_id)  # in this task's context only
+        return await filer.file(application(user_name, request_id))
+
+    await asyncio.create_task(file_as("alone"))
+    await asyncio.gather(*(asyncio.create_task(file_as(f"many {i}")) for i in range(20)))
+
+    assert seen["alone"] == "alone"
+    batched = {d: r for d, r in seen.items() if d != "alone"}
+    assert len(batched) == 20
+    assert all(r in (None, d) for d, r in batched.items()), batched  # never another's
+    assert None in batched.values()  # some were stored together
