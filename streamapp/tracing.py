@@ -8,7 +8,8 @@ function here returns at its first line.
 
 - The API's requests are spans (the API's TraceRequests middleware: the FastAPI
   instrumentation's middleware alone cost a seventh of a POST's CPU), their statements too
-  (opentelemetry-instrumentation-asyncpg). A POST's W3C `traceparent` is stored with its
+  (opentelemetry-instrumentation-asyncpg; a statement storing many POSTs' applications is in
+  none of their traces). A POST's W3C `traceparent` is stored with its
   outbox row.
 - Each send of an event is a span in that trace (fast path or relay), and the record carries
   the send span's `traceparent` header.
