@@ -66,6 +66,14 @@ STUCK_SECONDS = 5.0
 # for again (an idle worker's fetch loop wakes this often, in its consumer thread only).
 RESUME_CHECK = 0.025
 
+# How long the broker may hold a fetch that finds no new records. aiokafka has one fetch in
+# flight per broker, for the partitions with no records in hand: one that had read its
+# partition to the end waited Faust's 1.5 s for records that would not come, while the other
+# partitions' records in hand ran out and their next fetch could not be sent (drains stood
+# still for up to a second and a half, once a partition was read to its end). A new record
+# still ends the wait at once.
+FETCH_MAX_WAIT_MS = 100
+
 # What a fetch returns: each partition's records, in offset order.
 Records = dict[TP, list[Any]]
 
@@ -223,6 +231,12 @@ class Consumer(driver.Consumer):
 class ConsumerThread(driver.AIOKafkaConsumerThread):
     """Faust's aiokafka consumer thread, whose fetches return only what is still wanted, and
     see partitions resumed while they wait."""
+
+    @override
+    def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by start(), for its fetcher
+        return consumer
 
     @override
     async def _fetch_records(

@@ -28,6 +28,7 @@ class Guard(Enum):
     PARTITIONS = "a user's table rows live in the partition of the user's records"
     ROUTE = "a table view routed before its changelog's metadata is known answers 503"
     START = "a worker starts its tables without Faust's one-second wait"
+    FETCH_WAIT = "a fetch of partitions read to their end does not hold back the others (drain)"
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,15 @@ RELIED_ON: tuple[Internal, ...] = (
         overridden=True,
     ),
     Internal(_CONSUMER, "_buffered_partitions", Guard.STALE_FETCH, instance=True),
+    # The fetch's wait for new records; the worker's consumer is built by Faust, its wait set
+    # on aiokafka's (its attribute is checked by the fetch test's timing).
+    Internal(
+        f"{_DRIVER}.AIOKafkaConsumerThread",
+        "_create_worker_consumer",
+        Guard.FETCH_WAIT,
+        ("self", "transport"),
+        overridden=True,
+    ),
     # Delivering a message straight to the streams.
     Internal(
         "mode.services.Service", "wait_first", Guard.DELIVERY, ("self", "coros", "timeout"), True

@@ -26,8 +26,8 @@ PARTITION = TP(TOPIC, 0)
 class FeedApp(faust.App):
     """What the delivery needs of the worker's StreamApp, without its settings."""
 
-    def __init__(self) -> None:
-        super().__init__("delivery-feed", broker="kafka://127.0.0.1:9", store="memory://")
+    def __init__(self, broker: str = "kafka://127.0.0.1:9") -> None:
+        super().__init__("delivery-feed", broker=broker, store="memory://")
         self.before_stop: list[Callable[[], Awaitable[None]]] = []
 
     def _new_transport(self) -> Transport:

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streamapp.stream.delivery.consumer import Records, rewind_unwanted
 from streamapp.stream.topics import TopicSpec, ensure_topics
-from tests.stream.delivery.conftest import Feed
+from tests.stream.delivery.conftest import Feed, FeedApp
 
 
 async def new_topic(
@@ -147,4 +147,37 @@ async def test_a_waiting_fetch_hands_over_a_partition_resumed_meanwhile(
         assert time.monotonic() - started < 1.0
         assert [record.value for record in fetched[held]] == [f"1-{n}".encode() for n in range(5)]
     finally:
+        await consumer.stop()
+
+
+async def test_a_fetch_of_partitions_read_to_their_end_does_not_hold_back_the_others(
+    bootstrap_servers: str, records_in_the_second: tuple[TopicPartition, ...]
+) -> None:
+    """aiokafka has one fetch in flight per broker, for the partitions with no records in
+    hand. While the second partition's records are in hand, the next fetch asks for the empty
+    first alone and waits there for new records; the second's next record must not wait for
+    that fetch to give up (Faust's 1.5 s made a draining worker stand still)."""
+    empty, held = records_in_the_second
+    app = FeedApp(broker=f"kafka://{bootstrap_servers}")
+    thread = app.consumer._new_consumer_thread()
+    consumer = thread._create_worker_consumer(app.consumer.transport)  # as a worker's
+    await consumer.start()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
+    await producer.start()
+    try:
+        consumer.assign([empty, held])
+        await consumer.seek_to_beginning(empty, held)
+        # Fetched, not yet taken (a worker's buffers hold records ahead): the next fetch asks
+        # for `empty` alone, and waits there. Then the records in hand are taken.
+        await asyncio.sleep(0.3)
+        assert len((await fetch_all(consumer, 5))[held]) == 5
+
+        started = time.monotonic()
+        await producer.send_and_wait(held.topic, b"1-5", partition=held.partition)
+        fetched = await fetch_all(consumer, 1)
+
+        assert [record.value for record in fetched[held]] == [b"1-5"]
+        assert time.monotonic() - started < 0.5
+    finally:
+        await producer.stop()
         await consumer.stop()
