@@ -157,11 +157,9 @@ def timed_get(
     worker: Worker, path: str, client: httpx.Client | None = None
 ) -> tuple[httpx.Response, float]:
     """A GET and its time (on `client`'s open connection, if given)."""
+    get = httpx.get if client is None else client.get
     started = time.monotonic()
-    if client is None:
-        response = httpx.get(f"{worker.url}{path}", headers=worker.headers, timeout=60)
-    else:
-        response = client.get(f"{worker.url}{path}", headers=worker.headers, timeout=60)
+    response = get(f"{worker.url}{path}", headers=worker.headers, timeout=60)
     return response, time.monotonic() - started
 
 
