@@ -197,8 +197,8 @@ async def _drains(stack: Stack, sizes: Sizes) -> list[Figure]:
             url = urls[backlog]
             await _reset(url)
             with stack.fresh_kafka():
-                await _publish_backlog(stack.kafka.bootstrap_servers, url)
-                drain = await timed_drain(stack, url, backlog, 1)
+                published = await _publish_backlog(stack.kafka.bootstrap_servers, url)
+                drain = await timed_drain(stack, url, published, backlog, 1)
             logger.info(
                 "backlog %d: %.0f records/s, peak RSS %.0f MiB, longest gap %.2f s",
                 *(backlog, drain.rate, drain.peak_rss_mib, drain.longest_gap_s),

@@ -9,15 +9,21 @@ two batches come from the rows, with nothing polled while the drain runs but a c
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from dataclasses import dataclass
 
 import asyncpg
 import psutil
 
-from bench.scenarios import Figure, Sizes, _publish_backlog, _reset, worker_events
+from bench.scenarios import (
+    Backlog,
+    Figure,
+    Sizes,
+    _publish_backlog,
+    _reset,
+    wait_drained,
+    worker_events,
+)
 from bench.stack import MinimalProcessor, Stack, running, start_worker, vacuum
 from streamapp.dev.processes import LoggedProcess
 from streamapp.services.generator import Plan, generate
@@ -54,8 +60,8 @@ async def scaling(stack: Stack, sizes: Sizes) -> list[Figure]:
         for variant in order:
             await _reset(url)
             with stack.fresh_kafka():
-                await _publish_backlog(stack.kafka.bootstrap_servers, url)
-                drain = await _drain(stack, url, total, variant)
+                backlog = await _publish_backlog(stack.kafka.bootstrap_servers, url)
+                drain = await _drain(stack, url, backlog, total, variant)
             logger.info(
                 "round %d, %s: %.0f records/s, longest gap %.2f s, peak RSS %.0f MiB, %s",
                 *(index + 1, variant, drain.rate, drain.longest_gap_s, drain.peak_rss_mib),
@@ -99,13 +105,14 @@ def _figures(drains: dict[str, list[Drain]]) -> list[Figure]:
     return [gain, one]
 
 
-async def _drain(stack: Stack, url: str, total: int, variant: str) -> Drain:
+async def _drain(stack: Stack, url: str, backlog: Backlog, total: int, variant: str) -> Drain:
     count = 2 if variant in (MINIMAL_2, WORKERS_2) else 1
-    return await timed_drain(stack, url, total, count, minimal=variant in (MINIMAL_1, MINIMAL_2))
+    minimal = variant in (MINIMAL_1, MINIMAL_2)
+    return await timed_drain(stack, url, backlog, total, count, minimal=minimal)
 
 
 async def timed_drain(
-    stack: Stack, url: str, total: int, count: int, *, minimal: bool = False
+    stack: Stack, url: str, backlog: Backlog, total: int, count: int, *, minimal: bool = False
 ) -> Drain:
     """Start `count` workers (or members of the minimal processor) on the backlog on the
     topic; stop them once all `total` records are processed; time the drain from the rows."""
@@ -116,34 +123,23 @@ async def timed_drain(
     else:
         processes = [start_worker(env, wait=False) for _ in range(count)]
     with running(*processes):
-        peak = await _wait_processed(url, total, processes)
+        peak = await _wait_processed(url, backlog, processes)
         events = _events(processes)
     return await _from_rows(url, total, peak, events)
 
 
-async def _wait_processed(
-    url: str, total: int, processes: list[LoggedProcess], timeout: float = 900
-) -> float:
+async def _wait_processed(url: str, backlog: Backlog, processes: list[LoggedProcess]) -> float:
     """Wait until every record is processed; return the largest RSS (MiB) a process had."""
-    connection = await asyncpg.connect(url)
     peak = 0.0
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            for process in processes:
-                assert process.process is not None
-                rss = psutil.Process(process.process.pid).memory_info().rss / 2**20
-                peak = max(peak, rss)
-            # An index-only count of what is left (ix_applications_new covers status 'new').
-            left = await connection.fetchval(
-                "SELECT count(*) FROM applications WHERE status = 'new'"
-            )
-            if left == 0:
-                return peak
-            await asyncio.sleep(0.25)
-    finally:
-        await connection.close()
-    raise RuntimeError(f"the backlog of {total} was not processed in {timeout:.0f}s")
+
+    def sample_rss() -> None:
+        nonlocal peak
+        for process in processes:
+            assert process.process is not None
+            peak = max(peak, psutil.Process(process.process.pid).memory_info().rss / 2**20)
+
+    await wait_drained(url, backlog, between_polls=sample_rss)
+    return peak
 
 
 def _events(processes: list[LoggedProcess]) -> dict[str, int]:

@@ -223,10 +223,11 @@ async def _drains(
                 # Records as tracing on the API's side leaves them: its sampled share with a
                 # traceparent (every one for "all").
                 traced = 1.0 if variant == "all" else DEFAULT_RATIO
-                await _publish_backlog(stack.kafka.bootstrap_servers, url, traced=traced)
+                backlog = await _publish_backlog(stack.kafka.bootstrap_servers, url, traced=traced)
                 drain = await _drain_with_workers(
                     stack,
                     url,
+                    backlog,
                     sizes.backlog,
                     1,
                     cwd_of(variant, before),
