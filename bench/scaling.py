@@ -4,7 +4,8 @@ backlog from a fresh broker, round after round in rotating order.
 
 Each drain is timed from PostgreSQL itself: every processed row carries the time its batch
 committed, so the rate, the records processed in each second and the longest pause between
-two batches come from the rows, with nothing polled while the drain runs but a cheap count.
+two batches come from the rows; while the drain runs, nothing is polled but the partitions'
+last records (`wait_drained`).
 """
 
 from __future__ import annotations
